@@ -1,0 +1,205 @@
+"""Projects, datasets and models: get-or-create on their unique keys, and reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import rows
+from airflow_mltrack.store.models import (
+    DATA_TYPES,
+    NAME_LEN,
+    PROJECT_STATUSES,
+    VERSION_LEN,
+    Dataset,
+    Model,
+    Project,
+)
+from airflow_mltrack.store.tags import TagStore
+
+projects = Project.__table__
+datasets = Dataset.__table__
+models = Model.__table__
+
+ProjectRef = str | int
+
+
+def _version(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    result = v.name("version", value, VERSION_LEN)
+    assert result is not None
+    return result
+
+
+def _project_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"description", "status", "start_date", "end_date"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise MLTrackError("project field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(allowed))}")
+    out = {
+        "description": v.optional_text("description", fields.get("description")),
+        "start_date": fields.get("start_date"),
+        "end_date": fields.get("end_date"),
+    }
+    if fields.get("status") is not None:
+        out["status"] = v.choice("status", fields["status"], PROJECT_STATUSES)
+    return {k: val for k, val in out.items() if val is not None}
+
+
+class CatalogStore(TagStore):
+    """Projects, datasets and models."""
+
+    # -- projects ---------------------------------------------------------------------------------
+    def ensure_project(self, name: str, **fields: Any) -> int:
+        """The id of project ``name``, created if missing; given fields update it."""
+        name_ = v.name("project", name, NAME_LEN)
+        values = _project_fields(fields)
+        with self._write() as conn:
+            return self._project_id(conn, name_, values)
+
+    def _project_id(self, conn: Connection, project: ProjectRef, fields: dict[str, Any] | None = None) -> int:
+        """Resolve a project name (get-or-create) or id (must exist) inside a transaction."""
+        if isinstance(project, int) and not isinstance(project, bool):
+            self._require(conn, projects, "project_id", project, "project")
+            return project
+        name_ = v.name("project", project, NAME_LEN)
+        return self._get_or_create(
+            conn, projects, {"name": name_}, fields or {}, "project_id", index_elements=["name"]
+        )
+
+    def get_project(self, project: ProjectRef) -> dict[str, Any]:
+        with self._read() as conn:
+            query = select(projects)
+            if isinstance(project, int):
+                query = query.where(projects.c.project_id == project)
+            else:
+                query = query.where(projects.c.name == project)
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError("project", project, "no such project")
+        return dict(row._mapping)
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return rows(conn.execute(select(projects).order_by(projects.c.name)))
+
+    # -- datasets ---------------------------------------------------------------------------------
+    def register_dataset(
+        self,
+        project: ProjectRef,
+        name: str,
+        data_type: str,
+        version: str = "1.0",
+        **fields: Any,
+    ) -> int:
+        """Register (or find) dataset ``name``/``version`` of ``project``; returns its id.
+
+        Fields: description, source_url, size_bytes, num_records. Re-registering returns the same id
+        and updates the fields given.
+        """
+        key_name = v.name("name", name, NAME_LEN)
+        key_version = _version(version)
+        tag_list = v.tag_names("tags", fields.pop("tags", None))
+        values: dict[str, Any] = {"data_type": v.choice("data_type", data_type, DATA_TYPES)}
+        allowed = {"description", "source_url", "size_bytes", "num_records"}
+        _reject_unknown("dataset", fields, allowed)
+        values["description"] = v.optional_text("description", fields.get("description"))
+        values["source_url"] = v.optional_text("source_url", fields.get("source_url"), 512)
+        values["size_bytes"] = v.integer("size_bytes", fields.get("size_bytes"), required=False)
+        values["num_records"] = v.integer("num_records", fields.get("num_records"), required=False)
+        with self._write() as conn:
+            project_id = self._project_id(conn, project)
+            dataset_id = self._get_or_create(
+                conn,
+                datasets,
+                {"project_id": project_id, "name": key_name, "version": key_version},
+                values,
+                "dataset_id",
+                index_elements=["project_id", "name", "version"],
+            )
+            if tag_list:
+                self._tag(conn, "dataset", dataset_id, tag_list)
+            return dataset_id
+
+    def get_dataset(self, dataset_id: int) -> dict[str, Any]:
+        dataset_id = v.entity_id("dataset_id", dataset_id)
+        with self._read() as conn:
+            return dict(self._require(conn, datasets, "dataset_id", dataset_id, "dataset_id")._mapping)
+
+    def list_datasets(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
+        query = select(datasets, projects.c.name.label("project")).join(projects)
+        query = _filter_project(query, project)
+        with self._read() as conn:
+            return rows(conn.execute(query.order_by(datasets.c.name, datasets.c.version)))
+
+    # -- models -----------------------------------------------------------------------------------
+    def register_model(
+        self,
+        project: ProjectRef,
+        name: str,
+        framework: str,
+        version: str = "1.0",
+        **fields: Any,
+    ) -> int:
+        """Register (or find) model ``name``/``version`` of ``project``; returns its id.
+
+        Fields: architecture, description, model_path, model_type, input_schema, output_schema.
+        """
+        key_name = v.name("name", name, NAME_LEN)
+        key_version = _version(version)
+        tag_list = v.tag_names("tags", fields.pop("tags", None))
+        allowed = {"architecture", "description", "model_path", "model_type", "input_schema", "output_schema"}
+        _reject_unknown("model", fields, allowed)
+        values: dict[str, Any] = {
+            "framework": v.name("framework", framework, 100),
+            "architecture": v.optional_text("architecture", fields.get("architecture"), NAME_LEN),
+            "description": v.optional_text("description", fields.get("description")),
+            "model_path": v.optional_text("model_path", fields.get("model_path"), 1024),
+            "model_type": v.optional_text("model_type", fields.get("model_type"), 100),
+            "input_schema": v.json_object("input_schema", fields.get("input_schema")),
+            "output_schema": v.json_object("output_schema", fields.get("output_schema")),
+        }
+        with self._write() as conn:
+            project_id = self._project_id(conn, project)
+            model_id = self._get_or_create(
+                conn,
+                models,
+                {"project_id": project_id, "name": key_name, "version": key_version},
+                values,
+                "model_id",
+                index_elements=["project_id", "name", "version"],
+            )
+            if tag_list:
+                self._tag(conn, "model", model_id, tag_list)
+            return model_id
+
+    def get_model(self, model_id: int) -> dict[str, Any]:
+        model_id = v.entity_id("model_id", model_id)
+        with self._read() as conn:
+            return dict(self._require(conn, models, "model_id", model_id, "model_id")._mapping)
+
+    def list_models(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
+        query = select(models, projects.c.name.label("project")).join(projects)
+        query = _filter_project(query, project)
+        with self._read() as conn:
+            return rows(conn.execute(query.order_by(models.c.name, models.c.version)))
+
+
+def _filter_project(query: Any, project: ProjectRef | None) -> Any:
+    if project is None:
+        return query
+    if isinstance(project, int):
+        return query.where(projects.c.project_id == project)
+    return query.where(projects.c.name == project)
+
+
+def _reject_unknown(entity: str, fields: dict[str, Any], allowed: set[str]) -> None:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise MLTrackError(
+            f"{entity} field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(allowed))}"
+        )

@@ -1,0 +1,310 @@
+"""Experiments: creation (idempotent on the Airflow link), status moves, hyperparameters, reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, and_, cast, func, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import rows, utcnow
+from airflow_mltrack.store.catalog import CatalogStore, ProjectRef, datasets, models, projects
+from airflow_mltrack.store.models import AIRFLOW_ID_LEN, EXPERIMENT_STATUSES, NAME_LEN, Experiment
+from airflow_mltrack.store.tags import tag_assignments, tags_t
+
+experiments = Experiment.__table__
+
+# Allowed status moves (DESIGN.md). Setting the current status again is a no-op (retries do it).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "Pending": frozenset({"Running", "Cancelled"}),
+    "Running": frozenset({"Completed", "Failed", "Cancelled"}),
+    "Failed": frozenset({"Running"}),
+    "Completed": frozenset(),
+    "Cancelled": frozenset(),
+}
+TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
+_LINK_FIELDS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+_EXPERIMENT_FIELDS = {"description", "code_version", "notes", "status", *_LINK_FIELDS}
+
+
+def airflow_link(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated Airflow link columns from ``fields`` (map_index -1 when a dag_id is given)."""
+    link: dict[str, Any] = {}
+    for key in ("dag_id", "run_id", "task_id"):
+        link[key] = v.name(key, fields.get(key), AIRFLOW_ID_LEN, required=False)
+    link["map_index"] = v.integer("map_index", fields.get("map_index"), minimum=-1, required=False)
+    link["try_number"] = v.integer("try_number", fields.get("try_number"), minimum=0, required=False)
+    if link["dag_id"] is not None:
+        for key in ("run_id", "task_id"):
+            if link[key] is None:
+                raise MLTrackError(key, None, "is required when dag_id is given")
+        if link["map_index"] is None:
+            link["map_index"] = -1
+    return link
+
+
+class ExperimentStore(CatalogStore):
+    """Experiments and their lifecycle."""
+
+    def create_experiment(
+        self,
+        project: ProjectRef,
+        name: str,
+        model_id: int,
+        dataset_id: int,
+        hyperparameters: Mapping[str, Any] | str | None = None,
+        **fields: Any,
+    ) -> int:
+        """Create an experiment, or find the one the same Airflow task instance created before.
+
+        Fields: description, code_version, notes, status (default Pending), tags, and the Airflow link
+        dag_id, run_id, task_id, map_index, try_number. With a dag_id the call is idempotent: retries
+        and cleared tasks return the same id (hyperparameters are merged, try_number updated).
+        """
+        name_ = v.name("name", name, NAME_LEN)
+        model_id = v.entity_id("model_id", model_id)
+        dataset_id = v.entity_id("dataset_id", dataset_id)
+        params = v.json_object("hyperparameters", hyperparameters)
+        tag_list = v.tag_names("tags", fields.pop("tags", None))
+        unknown = set(fields) - _EXPERIMENT_FIELDS
+        if unknown:
+            raise MLTrackError(
+                "experiment field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(_EXPERIMENT_FIELDS))}"
+            )
+        link = airflow_link(fields)
+        values: dict[str, Any] = {
+            "name": name_,
+            "model_id": model_id,
+            "dataset_id": dataset_id,
+            "hyperparameters": params,
+            "description": v.optional_text("description", fields.get("description")),
+            "code_version": v.optional_text("code_version", fields.get("code_version"), NAME_LEN),
+            "notes": v.optional_text("notes", fields.get("notes")),
+            "status": v.choice("status", fields.get("status", "Pending"), EXPERIMENT_STATUSES),
+            **link,
+        }
+        with self._write() as conn:
+            project_id = self._project_id(conn, project)
+            self._check_same_project(conn, project_id, model_id, dataset_id)
+            values["project_id"] = project_id
+            if link["dag_id"] is None:
+                experiment_id = int(
+                    conn.execute(
+                        experiments.insert().values(values).returning(experiments.c.experiment_id)
+                    ).scalar_one()
+                )
+            else:
+                experiment_id = self._upsert_linked(conn, values)
+            if tag_list:
+                self._tag(conn, "experiment", experiment_id, tag_list)
+            return experiment_id
+
+    def _upsert_linked(self, conn: Connection, values: dict[str, Any]) -> int:
+        stmt = self._insert(experiments).values(values)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["dag_id", "run_id", "task_id", "map_index", "name"],
+            index_where=experiments.c.dag_id.is_not(None),
+            set_={
+                "try_number": excluded.try_number,
+                "model_id": excluded.model_id,
+                "dataset_id": excluded.dataset_id,
+                "hyperparameters": self._merged_params(experiments.c.hyperparameters, excluded.hyperparameters),
+                "updated_at": utcnow(),
+            },
+        )
+        return int(conn.execute(stmt.returning(experiments.c.experiment_id)).scalar_one())
+
+    def _merged_params(self, current: Any, new: Any) -> Any:
+        if self.is_postgres:
+            return func.coalesce(current, cast(literal("{}"), JSONB)).op("||")(
+                func.coalesce(new, cast(literal("{}"), JSONB))
+            )
+        return func.json_patch(func.coalesce(current, "{}"), func.coalesce(new, "{}"))
+
+    def _check_same_project(self, conn: Connection, project_id: int, model_id: int, dataset_id: int) -> None:
+        model_project = conn.execute(
+            select(models.c.project_id).where(models.c.model_id == model_id)
+        ).scalar_one_or_none()
+        if model_project is None:
+            raise NotFoundError("model_id", model_id, "no model with this id")
+        dataset_project = conn.execute(
+            select(datasets.c.project_id).where(datasets.c.dataset_id == dataset_id)
+        ).scalar_one_or_none()
+        if dataset_project is None:
+            raise NotFoundError("dataset_id", dataset_id, "no dataset with this id")
+        if model_project != project_id:
+            raise MLTrackError("model_id", model_id, "belongs to another project")
+        if dataset_project != project_id:
+            raise MLTrackError("dataset_id", dataset_id, "belongs to another project")
+
+    # -- status -------------------------------------------------------------------------------------
+    def set_status(self, experiment_id: int, status: str, error: str | None = None) -> str:
+        """Move an experiment to ``status`` (rules of DESIGN.md); returns the previous status.
+
+        Setting the status it already has is a no-op, so retried tasks and listeners are safe.
+        """
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        status = v.choice("status", status, EXPERIMENT_STATUSES)
+        error = v.optional_text("error", error)
+        allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if status in TERMINAL:
+            values["end_time"] = now
+            values["error"] = error if status == "Failed" else None
+        else:  # Running (first start, or a cleared task re-running after Failed)
+            values["end_time"] = None
+            values["error"] = None
+        with self._write() as conn:
+            current = conn.execute(
+                select(experiments.c.status).where(experiments.c.experiment_id == experiment_id)
+            ).scalar_one_or_none()
+            if current is None:
+                raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+            if current == status:
+                if status == "Failed" and error:
+                    conn.execute(
+                        update(experiments)
+                        .where(experiments.c.experiment_id == experiment_id)
+                        .values(error=error)
+                    )
+                return current
+            result = conn.execute(
+                update(experiments)
+                .where(experiments.c.experiment_id == experiment_id, experiments.c.status.in_(allowed_from))
+                .values(values)
+            )
+            if result.rowcount != 1:
+                raise MLTrackError(
+                    "status",
+                    status,
+                    f"experiment {experiment_id} is {current}; allowed next: "
+                    f"{', '.join(sorted(TRANSITIONS[current])) or 'none (final)'}",
+                )
+            return current
+
+    def log_hyperparameters(self, experiment_id: int, hyperparameters: Mapping[str, Any] | str) -> None:
+        """Merge ``hyperparameters`` into the experiment's (new keys win)."""
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        params = v.json_object("hyperparameters", hyperparameters) or {}
+        new = cast(literal(params, JSONB), JSONB) if self.is_postgres else func.json(_json_text(params))
+        with self._write() as conn:
+            result = conn.execute(
+                update(experiments)
+                .where(experiments.c.experiment_id == experiment_id)
+                .values(hyperparameters=self._merged_params(experiments.c.hyperparameters, new), updated_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+
+    # -- reads --------------------------------------------------------------------------------------
+    def _experiment_query(self) -> Any:
+        return (
+            select(
+                experiments,
+                projects.c.name.label("project"),
+                models.c.name.label("model_name"),
+                models.c.version.label("model_version"),
+                datasets.c.name.label("dataset_name"),
+                datasets.c.version.label("dataset_version"),
+            )
+            .join(projects, projects.c.project_id == experiments.c.project_id)
+            .join(models, models.c.model_id == experiments.c.model_id)
+            .join(datasets, datasets.c.dataset_id == experiments.c.dataset_id)
+        )
+
+    def get_experiment(self, experiment_id: int) -> dict[str, Any]:
+        """One experiment with its project, model and dataset names and its tags."""
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        with self._read() as conn:
+            row = conn.execute(
+                self._experiment_query().where(experiments.c.experiment_id == experiment_id)
+            ).first()
+            if row is None:
+                raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+            result = dict(row._mapping)
+            result["tags"] = self._tags_of(conn, "experiment", experiment_id)
+            return result
+
+    def find_experiments(
+        self, *, dag_id: str, run_id: str | None = None, task_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Experiments created by a DAG (run / task)."""
+        query = select(experiments).where(experiments.c.dag_id == dag_id)
+        if run_id is not None:
+            query = query.where(experiments.c.run_id == run_id)
+        if task_id is not None:
+            query = query.where(experiments.c.task_id == task_id)
+        with self._read() as conn:
+            return rows(conn.execute(query.order_by(experiments.c.experiment_id)))
+
+    def list_experiments(
+        self,
+        project: ProjectRef | None = None,
+        *,
+        status: str | Iterable[str] | None = None,
+        tag: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Experiments, newest first, filtered by project, status, tag, hyperparameter values, DAG."""
+        query = self._experiment_query()
+        if project is not None:
+            if isinstance(project, int):
+                query = query.where(experiments.c.project_id == project)
+            else:
+                query = query.where(projects.c.name == project)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            query = query.where(
+                experiments.c.status.in_([v.choice("status", s, EXPERIMENT_STATUSES) for s in statuses])
+            )
+        if tag is not None:
+            query = query.where(
+                experiments.c.experiment_id.in_(
+                    select(tag_assignments.c.entity_id)
+                    .join(tags_t, tags_t.c.tag_id == tag_assignments.c.tag_id)
+                    .where(tag_assignments.c.entity_type == "experiment", tags_t.c.name == tag)
+                )
+            )
+        if hyperparameters:
+            query = query.where(self._params_match(v.json_object("hyperparameters", hyperparameters) or {}))
+        if dag_id is not None:
+            query = query.where(experiments.c.dag_id == dag_id)
+        if run_id is not None:
+            query = query.where(experiments.c.run_id == run_id)
+        limit = v.integer("limit", limit, minimum=1) or 100
+        offset = v.integer("offset", offset, minimum=0) or 0
+        query = query.order_by(experiments.c.experiment_id.desc()).limit(min(limit, 10_000)).offset(offset)
+        with self._read() as conn:
+            return rows(conn.execute(query))
+
+    def _params_match(self, params: dict[str, Any]) -> Any:
+        column = experiments.c.hyperparameters
+        if self.is_postgres:  # JSONB containment, served by a GIN index
+            return cast(column, JSONB).op("@>")(cast(literal(params, JSONB), JSONB))
+        conditions = []
+        for key, value in params.items():
+            path = '$."' + key.replace('"', '\\"') + '"'
+            if isinstance(value, dict | list):
+                conditions.append(func.json_extract(column, path) == func.json(_json_text(value)))
+            elif isinstance(value, bool):
+                conditions.append(func.json_type(column, path) == ("true" if value else "false"))
+            elif value is None:
+                conditions.append(func.json_type(column, path) == "null")
+            else:
+                conditions.append(func.json_extract(column, path) == value)
+        return and_(*conditions)
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)

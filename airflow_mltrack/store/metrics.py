@@ -1,0 +1,371 @@
+"""Metric writes (one transaction per batch, upsert on the metric key) and metric reads.
+
+PostgreSQL: batches of ``COPY_THRESHOLD`` rows or more go through binary COPY into a temporary staging
+table, then one ``INSERT .. SELECT .. ORDER BY key ON CONFLICT DO UPDATE``; smaller batches are a single
+multi-row INSERT. SQLite: executemany of an upsert. Rows are deduplicated and written in key order, so
+two writers of the same experiment lock rows in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, bindparam, func, literal_column, select, type_coerce
+from sqlalchemy.sql import Select
+
+from airflow_mltrack.errors import NotFoundError
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import rows, utcnow
+from airflow_mltrack.store.experiments import ExperimentStore, experiments
+from airflow_mltrack.store.models import EVALUATION_SETS, Metric
+from airflow_mltrack.store.payloads import MetricRow, dedupe, parse_metrics
+
+metrics = Metric.__table__
+
+COPY_THRESHOLD = 500
+_STAGE = "mltrack_metric_stage"
+_STAGE_DDL = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS mltrack_metric_stage "
+    "(experiment_id integer, name varchar(100), value double precision, step integer, "
+    "evaluation_set varchar(50)) ON COMMIT DELETE ROWS"
+)
+_STAGE_COPY = (
+    "COPY mltrack_metric_stage (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
+)
+_STAGE_MERGE = (
+    "INSERT INTO metrics (experiment_id, name, value, step, evaluation_set, recorded_at) "
+    "SELECT experiment_id, name, value, step, evaluation_set, now() FROM mltrack_metric_stage "
+    "ORDER BY experiment_id, name, evaluation_set, step NULLS FIRST "
+    "ON CONFLICT ON CONSTRAINT uq_metric_experiment_name_step_evalset "
+    "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at"
+)
+
+
+def _as_float(value: Any) -> Any:
+    """Read side of ``_sqlite_value``: SQLite hands back untyped window results and 'NaN' texts."""
+    if isinstance(value, str):
+        return float(value)
+    return value
+
+
+def _float_rows(
+    found: list[dict[str, Any]], keys: tuple[str, ...] = ("value", "min_value", "max_value")
+) -> list[dict[str, Any]]:
+    for row in found:
+        for key in keys:
+            if key in row:
+                row[key] = _as_float(row[key])
+    return found
+
+
+def _sqlite_value(value: float) -> float | str:
+    # SQLite turns a bound NaN into NULL; keep it as the text 'NaN', which reads back as float('nan').
+    return "NaN" if math.isnan(value) else value
+
+
+class MetricStore(ExperimentStore):
+    """Metric logging and metric reads."""
+
+    def log_metrics(
+        self,
+        experiment_id: int,
+        metrics: Any,
+        evaluation_set: str = "test",
+        step: int | None = None,
+    ) -> int:
+        """Write a metric payload (any shape of DESIGN.md) in one transaction; returns rows written.
+
+        Logging the same key again replaces its value: retries never duplicate a row.
+        """
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        batch = dedupe(parse_metrics(metrics, evaluation_set, step))
+        return self.log_metric_rows(experiment_id, batch)
+
+    def log_metric(
+        self,
+        experiment_id: int,
+        name: str,
+        value: float,
+        step: int | None = None,
+        evaluation_set: str = "test",
+    ) -> int:
+        """Log one value."""
+        return self.log_metrics(experiment_id, {name: value}, evaluation_set=evaluation_set, step=step)
+
+    def log_metric_rows(self, experiment_id: int, batch: Sequence[MetricRow]) -> int:
+        """Write already-parsed, deduplicated rows (see ``payloads.dedupe``)."""
+        if not batch:
+            return 0
+        with self._write(experiment_id=experiment_id) as conn:
+            if self.is_postgres:
+                if len(batch) >= COPY_THRESHOLD:
+                    self._copy_merge(conn, experiment_id, batch)
+                else:
+                    self._insert_values(conn, experiment_id, batch)
+            else:
+                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
+                self._sqlite_upsert(conn, experiment_id, batch)
+        return len(batch)
+
+    def _insert_values(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+        now = utcnow()
+        stmt = self._insert(metrics).values(
+            [
+                {
+                    "experiment_id": experiment_id,
+                    "name": r.name,
+                    "value": r.value,
+                    "step": r.step,
+                    "evaluation_set": r.evaluation_set,
+                    "recorded_at": now,
+                }
+                for r in batch
+            ]
+        )
+        stmt = stmt.on_conflict_do_update(
+            constraint="uq_metric_experiment_name_step_evalset",
+            set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
+        )
+        conn.execute(stmt)
+
+    def _copy_merge(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+        dbapi = conn.connection.driver_connection
+        info = conn.connection.info
+        with dbapi.cursor() as cur:
+            if not info.get(_STAGE):
+                cur.execute(_STAGE_DDL)
+                info[_STAGE] = True
+            with cur.copy(_STAGE_COPY) as copy:
+                copy.set_types(["int4", "varchar", "float8", "int4", "varchar"])
+                for r in batch:
+                    copy.write_row((experiment_id, r.name, r.value, r.step, r.evaluation_set))
+            cur.execute(_STAGE_MERGE)
+
+    def _sqlite_upsert(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+        now = utcnow()
+        stepped = [r for r in batch if r.step is not None]
+        stepless = [r for r in batch if r.step is None]
+        for group, elements, where in (
+            (stepped, ["experiment_id", "name", "step", "evaluation_set"], None),
+            (stepless, ["experiment_id", "name", "evaluation_set"], metrics.c.step.is_(None)),
+        ):
+            if not group:
+                continue
+            # value is bound untyped so a NaN can travel as the text 'NaN' (see _sqlite_value).
+            stmt = self._insert(metrics).values(
+                experiment_id=bindparam("experiment_id"),
+                name=bindparam("name"),
+                value=type_coerce(bindparam("value"), String()),
+                step=bindparam("step"),
+                evaluation_set=bindparam("evaluation_set"),
+                recorded_at=bindparam("recorded_at"),
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=elements,
+                index_where=where,
+                set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
+            )
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "experiment_id": experiment_id,
+                        "name": r.name,
+                        "value": _sqlite_value(r.value),
+                        "step": r.step,
+                        "evaluation_set": r.evaluation_set,
+                        "recorded_at": now,
+                    }
+                    for r in group
+                ],
+            )
+
+    # -- reads --------------------------------------------------------------------------------------
+    def metric_history(
+        self, experiment_id: int, name: str, evaluation_set: str = "test"
+    ) -> list[dict[str, Any]]:
+        """Every value of one metric of one split, by step (a step-less value first)."""
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
+        query = (
+            select(metrics.c.step, metrics.c.value, metrics.c.recorded_at)
+            .where(
+                metrics.c.experiment_id == experiment_id,
+                metrics.c.name == name,
+                metrics.c.evaluation_set == split,
+            )
+            .order_by(metrics.c.step.asc().nulls_first())
+        )
+        with self._read() as conn:
+            return _float_rows(rows(conn.execute(query)))
+
+    def metric_curves(self, experiment_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """All metric rows of the given experiments (for charts), ordered by experiment, key, step."""
+        ids = [v.entity_id("experiment_id", i) for i in experiment_ids]
+        query = (
+            select(
+                metrics.c.experiment_id,
+                metrics.c.name,
+                metrics.c.evaluation_set,
+                metrics.c.step,
+                metrics.c.value,
+            )
+            .where(metrics.c.experiment_id.in_(ids))
+            .order_by(
+                metrics.c.experiment_id,
+                metrics.c.name,
+                metrics.c.evaluation_set,
+                metrics.c.step.asc().nulls_first(),
+            )
+        )
+        with self._read() as conn:
+            return _float_rows(rows(conn.execute(query)))
+
+    def _final_values(self, where: Any) -> Select:
+        """Per (experiment, metric, split): the final value (step-less, else the highest step),
+        with the best min/max and the number of points."""
+        ranked = (
+            select(
+                metrics.c.experiment_id,
+                metrics.c.name,
+                metrics.c.evaluation_set,
+                metrics.c.step,
+                metrics.c.value,
+                func.row_number()
+                .over(
+                    partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set),
+                    order_by=(metrics.c.step.is_(None).desc(), metrics.c.step.desc()),
+                )
+                .label("rn"),
+                func.min(metrics.c.value)
+                .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
+                .label("min_value"),
+                func.max(metrics.c.value)
+                .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
+                .label("max_value"),
+                func.count()
+                .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
+                .label("points"),
+            )
+            .where(where)
+            .subquery()
+        )
+        return select(
+            ranked.c.experiment_id,
+            ranked.c.name,
+            ranked.c.evaluation_set,
+            ranked.c.step,
+            ranked.c.value,
+            ranked.c.min_value,
+            ranked.c.max_value,
+            ranked.c.points,
+        ).where(ranked.c.rn == 1)
+
+    def latest_metrics(self, experiment_id: int) -> list[dict[str, Any]]:
+        """The final value of every metric of an experiment, per split, with best min/max."""
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        query = self._final_values(metrics.c.experiment_id == experiment_id)
+        with self._read() as conn:
+            found = _float_rows(rows(conn.execute(query)))
+            if not found:
+                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
+        return sorted(found, key=lambda r: (r["evaluation_set"], r["name"]))
+
+    def _finite(self, column: Any) -> Any:
+        if self.is_postgres:
+            return and_(column != literal_column("'NaN'::float8"))
+        return func.typeof(column) != "text"
+
+    def leaderboard(
+        self,
+        project: str | int,
+        metric: str,
+        evaluation_set: str = "test",
+        mode: str = "max",
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Top ``limit`` experiments of ``project`` by the final value of ``metric`` on a split."""
+        split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
+        mode = v.choice("mode", mode, ("max", "min"))
+        limit = v.integer("limit", limit, minimum=1) or 10
+        with self._read() as conn:
+            project_id = self._lookup_project_id(conn, project)
+            scoped = and_(
+                metrics.c.name == metric,
+                metrics.c.evaluation_set == split,
+                self._finite(metrics.c.value),
+                metrics.c.experiment_id.in_(
+                    select(experiments.c.experiment_id).where(experiments.c.project_id == project_id)
+                ),
+            )
+            final = self._final_values(scoped).subquery()
+            order = final.c.value.desc() if mode == "max" else final.c.value.asc()
+            query = (
+                select(
+                    experiments.c.experiment_id,
+                    experiments.c.name,
+                    experiments.c.status,
+                    experiments.c.hyperparameters,
+                    experiments.c.model_id,
+                    experiments.c.dag_id,
+                    experiments.c.run_id,
+                    final.c.value,
+                    final.c.step,
+                )
+                .join(final, final.c.experiment_id == experiments.c.experiment_id)
+                .order_by(order, experiments.c.experiment_id)
+                .limit(limit)
+            )
+            result = rows(conn.execute(query))
+        for rank, row in enumerate(result, start=1):
+            row["rank"] = rank
+        return result
+
+    def _lookup_project_id(self, conn: Connection, project: str | int) -> int:
+        from airflow_mltrack.store.catalog import projects
+
+        column = projects.c.project_id if isinstance(project, int) else projects.c.name
+        project_id = conn.execute(select(projects.c.project_id).where(column == project)).scalar_one_or_none()
+        if project_id is None:
+            raise NotFoundError("project", project, "no such project")
+        return int(project_id)
+
+    def compare(self, experiment_ids: Sequence[int]) -> dict[str, Any]:
+        """Side by side: experiments, hyperparameters (with the keys that differ) and final metrics."""
+        ids = list(dict.fromkeys(v.entity_id("experiment_id", i) for i in experiment_ids))
+        if not 1 <= len(ids) <= 50:
+            from airflow_mltrack.errors import MLTrackError
+
+            raise MLTrackError("experiment_ids", experiment_ids, "give between 1 and 50 experiment ids")
+        with self._read() as conn:
+            found = {
+                r["experiment_id"]: r
+                for r in rows(
+                    conn.execute(self._experiment_query().where(experiments.c.experiment_id.in_(ids)))
+                )
+            }
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise NotFoundError("experiment_ids", missing, "no experiment with these ids")
+            finals = _float_rows(rows(conn.execute(self._final_values(metrics.c.experiment_id.in_(ids)))))
+        keys = sorted({k for r in found.values() for k in (r["hyperparameters"] or {})})
+        params = {k: {i: (found[i]["hyperparameters"] or {}).get(k) for i in ids} for k in keys}
+        differing = [k for k, by_id in params.items() if len({repr(x) for x in by_id.values()}) > 1]
+        table: dict[str, dict[str, Any]] = {}
+        for r in finals:
+            entry = table.setdefault(
+                f"{r['evaluation_set']}/{r['name']}",
+                {"name": r["name"], "evaluation_set": r["evaluation_set"], "values": {}},
+            )
+            entry["values"][r["experiment_id"]] = r["value"]
+        return {
+            "experiments": [found[i] for i in ids],
+            "hyperparameters": params,
+            "differing": differing,
+            "metrics": [table[k] for k in sorted(table)],
+        }
+
+
+__all__ = ["MetricStore", "metrics"]

@@ -1,0 +1,106 @@
+"""Preprocessing jobs (seed 000): one input dataset turned into a derived dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+
+from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import rows, utcnow
+from airflow_mltrack.store.catalog import ProjectRef, datasets
+from airflow_mltrack.store.experiments import TERMINAL, airflow_link
+from airflow_mltrack.store.metrics import MetricStore
+from airflow_mltrack.store.models import JOB_STATUSES, NAME_LEN, PreprocessingJob
+
+jobs = PreprocessingJob.__table__
+
+
+class PreprocessingStore(MetricStore):
+    """Record preprocessing jobs and read the dataset lineage they form."""
+
+    def record_preprocessing_job(
+        self,
+        project: ProjectRef,
+        name: str,
+        input_dataset_id: int,
+        output_dataset_id: int | None = None,
+        parameters: Mapping[str, Any] | str | None = None,
+        status: str = "Completed",
+        **fields: Any,
+    ) -> int:
+        """Record a job (idempotent on its Airflow link: dag_id, run_id, task_id, map_index, try_number)."""
+        name_ = v.name("name", name, NAME_LEN)
+        input_id = v.entity_id("input_dataset_id", input_dataset_id)
+        output_id = None if output_dataset_id is None else v.entity_id("output_dataset_id", output_dataset_id)
+        if output_id == input_id:
+            raise MLTrackError("output_dataset_id", output_id, "must differ from input_dataset_id")
+        unknown = set(fields) - {"dag_id", "run_id", "task_id", "map_index", "try_number", "error"}
+        if unknown:
+            raise MLTrackError("preprocessing job field", sorted(unknown)[0], "unknown")
+        status = v.choice("status", status, JOB_STATUSES)
+        link = airflow_link(fields)
+        now = utcnow()
+        values = {
+            "name": name_,
+            "input_dataset_id": input_id,
+            "output_dataset_id": output_id,
+            "parameters": v.json_object("parameters", parameters),
+            "status": status,
+            "error": v.optional_text("error", fields.get("error")),
+            "end_time": now if status in TERMINAL else None,
+            **link,
+        }
+        with self._write() as conn:
+            project_id = self._project_id(conn, project)
+            for field, dataset_id in (("input_dataset_id", input_id), ("output_dataset_id", output_id)):
+                if dataset_id is None:
+                    continue
+                owner = conn.execute(
+                    select(datasets.c.project_id).where(datasets.c.dataset_id == dataset_id)
+                ).scalar_one_or_none()
+                if owner is None:
+                    raise NotFoundError(field, dataset_id, "no dataset with this id")
+                if owner != project_id:
+                    raise MLTrackError(field, dataset_id, "belongs to another project")
+            values["project_id"] = project_id
+            if link["dag_id"] is None:
+                return int(conn.execute(jobs.insert().values(values).returning(jobs.c.job_id)).scalar_one())
+            stmt = self._insert(jobs).values(values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["dag_id", "run_id", "task_id", "map_index", "name"],
+                index_where=jobs.c.dag_id.is_not(None),
+                set_={
+                    k: stmt.excluded[k]
+                    for k in ("output_dataset_id", "parameters", "status", "error", "end_time", "try_number")
+                }
+                | {"updated_at": now},
+            )
+            return int(conn.execute(stmt.returning(jobs.c.job_id)).scalar_one())
+
+    def set_preprocessing_status(self, job_id: int, status: str, error: str | None = None) -> None:
+        job_id = v.entity_id("job_id", job_id)
+        status = v.choice("status", status, JOB_STATUSES)
+        now = utcnow()
+        with self._write() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id)
+                .values(
+                    status=status,
+                    error=v.optional_text("error", error),
+                    end_time=now if status in TERMINAL else None,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise NotFoundError("job_id", job_id, "no preprocessing job with this id")
+
+    def list_preprocessing_jobs(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
+        query = select(jobs).order_by(jobs.c.job_id)
+        with self._read() as conn:
+            if project is not None:
+                query = query.where(jobs.c.project_id == self._lookup_project_id(conn, project))
+            return rows(conn.execute(query))
