@@ -30,4 +30,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    # Like `airflow connections get`: let --conn-id resolve connections stored in Airflow's metadata DB,
+    # not only AIRFLOW_CONN_* variables and secrets backends.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     cli()
