@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The demo: `bash scripts/demo.sh [args...]`, from any directory. Uses the embedded SQLite store under
+# $AIRFLOW_HOME (default: .mltrack/airflow in the repository), so it needs no server.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    PYTHON="$(command -v python3.11 || command -v python3)"
+    echo "scripts/demo.sh: creating .venv with $PYTHON" >&2
+    "$PYTHON" -m venv .venv
+fi
+
+stamp=".venv/.mltrack-examples-install"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "${MLTRACK_FORCE_INSTALL:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[examples]"
+    echo "$want" > "$stamp"
+fi
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.mltrack/airflow}"
+export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
+mkdir -p "$AIRFLOW_HOME"
+mltrack=.venv/bin/mltrack
+
+if "$mltrack" demo --help >/dev/null 2>&1; then
+    exec "$mltrack" demo "$@"
+fi
+
+echo "scripts/demo.sh: no 'mltrack demo' yet; migrating the embedded store and checking it" >&2
+"$mltrack" db upgrade
+"$mltrack" erd
+"$mltrack" integrity
