@@ -1,0 +1,353 @@
+"""``@task.mltrack``: a TaskFlow task whose run is an experiment.
+
+Registered through provider info (``task-decorators``: name ``mltrack``, class-name
+``airflow_mltrack.decorators.mltrack_task.mltrack_task``); Airflow 3.3's ``TaskDecoratorCollection``
+resolves ``task.mltrack`` by importing that callable, exactly like ``@task.bash``.
+
+    @task.mltrack(project="churn", model_id=register_model.output, dataset_id=3)
+    def train(lr: float, epochs: int = 10, tracker=None) -> dict:
+        for epoch in range(epochs):
+            tracker.log_metric("loss", loss, step=epoch, evaluation_set="train")
+        return {"accuracy": 0.93}
+
+At the start of each try the task gets or creates the experiment linked to its task instance
+(dag_id, run_id, task_id, map_index; each map index its own experiment), moves it to Running, logs the
+hyperparameters, and pushes its id to the XCom key ``mltrack_experiment_id``. Numeric entries of the dict the
+function returns are logged as metrics; the return value itself goes to XCom unchanged. A tracking store
+that is unreachable never fails the task: see ``docs/status.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
+from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
+
+from airflow_mltrack.decorators.tracker import (
+    DEFAULT_FLUSH_EVERY,
+    DEFAULT_FLUSH_SECONDS,
+    Tracker,
+    _first_line,
+    is_store_unavailable,
+)
+from airflow_mltrack.operators.links import ExperimentLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.bases.decorator import TaskDecorator
+
+    from airflow_mltrack.store import TrackingStore
+
+log = logging.getLogger(__name__)
+
+XCOM_EXPERIMENT_ID = "mltrack_experiment_id"
+XCOM_UNSAVED = "mltrack_unsaved"
+TRACKER_ARG = "tracker"
+PLACEHOLDER_FRAMEWORK = "unspecified"
+PLACEHOLDER_DATASET = "unspecified"
+_MAX_PARAM_STR = 500
+
+
+def experiment_ref(value: Any) -> int | None:
+    """The experiment id if ``value`` names an existing experiment (an int or a digit string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _as_id(value: Any) -> Any:
+    """Rendered templates give strings: ``"3"`` -> 3; anything else is left for the store to judge."""
+    ref = experiment_ref(value)
+    return value if ref is None else ref
+
+
+def _json_scalar(value: Any) -> bool:
+    if isinstance(value, bool | int) or value is None:
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return isinstance(value, str) and len(value) <= _MAX_PARAM_STR
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, np.number)
+
+
+def returned_metrics(result: Any) -> dict[str, Any]:
+    """The loggable part of a returned dict: numbers, lists of numbers, ``{split: {name: number}}``."""
+    from airflow_mltrack.store.models import EVALUATION_SETS
+
+    if not isinstance(result, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if not isinstance(key, str):
+            continue
+        if _numeric(value):
+            out[key] = value
+        elif isinstance(value, list | tuple) and value and all(_numeric(v) for v in value):
+            out[key] = list(value)
+        elif isinstance(value, Mapping) and key.strip().lower() in EVALUATION_SETS:
+            inner = returned_metrics(value)
+            inner = {k: v for k, v in inner.items() if not isinstance(v, Mapping)}
+            if inner:
+                out[key] = inner
+    return out
+
+
+class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
+    """Runs the decorated function as a tracked experiment (see the module docstring)."""
+
+    template_fields: Sequence[str] = (
+        "templates_dict",
+        "op_args",
+        "op_kwargs",
+        "project",
+        "experiment",
+        "model_id",
+        "dataset_id",
+        "hyperparameters",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "templates_dict": "json",
+        "op_args": "py",
+        "op_kwargs": "py",
+        "hyperparameters": "json",
+    }
+    custom_operator_name: str = "@task.mltrack"
+    operator_extra_links = (ExperimentLink(),)
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable,
+        op_args: Collection[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
+        project: str,
+        experiment: str | int | None = None,
+        model_id: Any = None,
+        dataset_id: Any = None,
+        hyperparameters: Any = None,
+        evaluation_set: str = "validation",
+        mltrack_conn_id: str = "mltrack_default",
+        log_kwargs: bool = True,
+        flush_every: int = DEFAULT_FLUSH_EVERY,
+        flush_seconds: float | None = DEFAULT_FLUSH_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        op_kwargs = dict(op_kwargs or {})
+        self._takes_tracker = TRACKER_ARG in inspect.signature(python_callable).parameters
+        if self._takes_tracker and TRACKER_ARG not in op_kwargs:
+            op_kwargs[TRACKER_ARG] = None  # the real Tracker is passed in execute()
+        super().__init__(
+            kwargs_to_upstream={
+                "python_callable": python_callable,
+                "op_args": op_args,
+                "op_kwargs": op_kwargs,
+            },
+            python_callable=python_callable,
+            op_args=op_args,
+            op_kwargs=op_kwargs,
+            **kwargs,
+        )
+        self.project = project
+        self.experiment = experiment
+        self.model_id = model_id
+        self.dataset_id = dataset_id
+        self.hyperparameters = hyperparameters
+        self.evaluation_set = evaluation_set
+        self.mltrack_conn_id = mltrack_conn_id
+        self.log_kwargs = log_kwargs
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+
+    # -- execution -------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        ti = context["ti"]
+        params = self._params()
+        tracker = self._start(ti, params)
+        if tracker.experiment_id is not None:
+            ti.xcom_push(key=XCOM_EXPERIMENT_ID, value=tracker.experiment_id)
+            self.mltrack_experiment_id = tracker.experiment_id  # as the operators do, for the extra link
+        if self._takes_tracker:
+            self.op_kwargs = {**self.op_kwargs, TRACKER_ARG: tracker}
+        try:
+            result = super().execute(context)
+        except BaseException:
+            self._finish(ti, tracker, None)
+            raise
+        self._finish(ti, tracker, result)
+        return result
+
+    def _params(self) -> dict[str, Any]:
+        """Hyperparameters: the function's JSON-scalar arguments, defaults included (``log_kwargs``), then
+        ``hyperparameters`` (which wins on a clash)."""
+        params: dict[str, Any] = {}
+        if self.log_kwargs:
+            params.update({k: v for k, v in self._call_arguments().items() if _json_scalar(v)})
+        extra = self.hyperparameters
+        if isinstance(extra, str) and extra.strip():
+            extra = json.loads(extra)
+        if extra:
+            if not isinstance(extra, Mapping):
+                from airflow_mltrack.errors import MLTrackError
+
+                raise MLTrackError("hyperparameters", extra, "must be a dict (or a JSON object string)")
+            params.update(extra)
+        return params
+
+    def _call_arguments(self) -> dict[str, Any]:
+        """The function's arguments for this call, defaults included (no tracker, no context keys)."""
+        signature = inspect.signature(self.python_callable)
+        try:
+            bound = signature.bind_partial(*self.op_args, **self.op_kwargs)
+        except TypeError:
+            arguments: dict[str, Any] = dict(self.op_kwargs)
+        else:
+            bound.apply_defaults()
+            arguments = {}
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if kind == inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(value)
+                elif kind != inspect.Parameter.VAR_POSITIONAL:
+                    arguments[name] = value
+        return {k: v for k, v in arguments.items() if k != TRACKER_ARG and k not in KNOWN_CONTEXT_KEYS}
+
+    def _experiment_name(self) -> str:
+        name = self.experiment
+        return str(name).strip() if name not in (None, "") else self.task_id
+
+    def _start(self, ti: Any, params: dict[str, Any]) -> Tracker:
+        """Get/create the experiment and move it to Running; an unreachable store gives an offline Tracker."""
+        from airflow_mltrack.errors import MLTrackError
+        from airflow_mltrack.hooks.mltrack import MLTrackHook
+
+        store: TrackingStore | None = None
+        experiment_id: int | None = None
+        try:
+            store = MLTrackHook(mltrack_conn_id=self.mltrack_conn_id).get_store()
+            experiment_id = self._get_or_create(store, ti, params)
+            try:
+                store.set_status(experiment_id, "Running")
+            except MLTrackError as exc:
+                if is_store_unavailable(exc):
+                    raise
+                # e.g. a cleared task re-running a Completed experiment: keep logging into it.
+                log.warning("mltrack: experiment %s stays as it is: %s", experiment_id, exc)
+        except Exception as exc:
+            if not is_store_unavailable(exc):
+                raise
+            log.warning(
+                "mltrack: the tracking store is unavailable (%s: %s); training continues untracked and "
+                "its metrics go to the XCom %r for a later backfill.",
+                type(exc).__name__,
+                _first_line(exc),
+                XCOM_UNSAVED,
+            )
+            store, experiment_id = None, None
+        tracker = Tracker(
+            store,
+            experiment_id,
+            evaluation_set=self.evaluation_set,
+            flush_every=self.flush_every,
+            flush_seconds=self.flush_seconds,
+        )
+        if store is None:
+            tracker._params.update(params)
+            tracker._warned = True  # warned above
+        else:
+            log.info("mltrack: logging into experiment %s (project %s)", experiment_id, self.project)
+        return tracker
+
+    def _get_or_create(self, store: TrackingStore, ti: Any, params: dict[str, Any]) -> int:
+        existing = experiment_ref(self.experiment)
+        if existing is not None:
+            if params:
+                store.log_hyperparameters(existing, params)
+            else:
+                store.get_experiment(existing)  # a clear NotFoundError for a wrong id
+            return existing
+        name = self._experiment_name()
+        model_id = _as_id(self.model_id)
+        if model_id is None:
+            model_id = store.register_model(self.project, name, framework=PLACEHOLDER_FRAMEWORK)
+        dataset_id = _as_id(self.dataset_id)
+        if dataset_id is None:
+            dataset_id = store.register_dataset(self.project, PLACEHOLDER_DATASET, data_type="Other")
+        return store.create_experiment(
+            self.project,
+            name,
+            model_id,
+            dataset_id,
+            hyperparameters=params or None,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index if ti.map_index is not None else -1,
+            try_number=ti.try_number,
+        )
+
+    def _finish(self, ti: Any, tracker: Tracker, result: Any) -> None:
+        """Log the returned metrics, flush, push what could not be written. Never raises."""
+        try:
+            metrics = returned_metrics(result)
+            if metrics:
+                try:
+                    tracker.log_metrics(metrics)
+                except Exception as exc:  # a bad name in the returned dict must not fail finished training
+                    log.warning("mltrack: returned metrics not logged: %s", exc)
+            tracker.flush()
+        except Exception as exc:
+            log.warning("mltrack: could not write metrics (%s: %s)", type(exc).__name__, _first_line(exc))
+            tracker._lose_store(exc)
+        try:
+            rows = tracker.unsaved_rows()
+            params = tracker.unsaved_params()
+            if rows or params or tracker.experiment_id is None:
+                ti.xcom_push(
+                    key=XCOM_UNSAVED,
+                    value={
+                        "experiment_id": tracker.experiment_id,
+                        "project": self.project,
+                        "experiment": self._experiment_name(),
+                        "evaluation_set": self.evaluation_set,
+                        "hyperparameters": params,
+                        "metrics": rows,
+                    },
+                )
+                log.warning("mltrack: %d metric rows not saved; pushed to XCom %r", len(rows), XCOM_UNSAVED)
+        except Exception:
+            log.exception("mltrack: could not push the unsaved metrics to XCom")
+
+
+def mltrack_task(python_callable: Callable | None = None, **kwargs: Any) -> TaskDecorator:
+    """``@task.mltrack(project, experiment=None, model_id=None, dataset_id=None, hyperparameters=None,
+    evaluation_set="validation", mltrack_conn_id="mltrack_default", log_kwargs=True, flush_every=1000,
+    flush_seconds=10)`` plus any BaseOperator argument (retries, ...).
+
+    The function may take a ``tracker`` argument (:class:`~airflow_mltrack.decorators.tracker.Tracker`).
+    """
+    return task_decorator_factory(
+        python_callable=python_callable,
+        decorated_operator_class=_MLTrackDecoratedOperator,
+        **kwargs,
+    )

@@ -1,0 +1,1 @@
+"""Listeners: experiment status follows task and DAG-run state (``status``)."""

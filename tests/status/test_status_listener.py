@@ -1,0 +1,253 @@
+"""Experiment status follows the tasks: the plugin's listener and the callbacks, on real Airflow.
+
+``dag.test()`` runs each task through the task runner in-process (``run_task_in_process``: ``run`` +
+``finalize``), so the plugin's task-instance listener hooks fire, and ``DagRun.update_state`` fires the
+DAG-run hooks; ``test_real_scheduler_path`` runs the same listener in real worker processes
+(scheduler + DAG processor + API server, LocalExecutor), where the metadata ORM is not available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.status.conftest import STATUS_DAGS
+
+
+def _only(store, dag_id, run_id):
+    exps = store.find_experiments(dag_id=dag_id, run_id=run_id)
+    assert len(exps) == 1, exps
+    return store.get_experiment(exps[0]["experiment_id"])
+
+
+def test_plugin_registers_the_status_listener():
+    from airflow.sdk.listener import get_listener_manager
+
+    from airflow_mltrack.listeners import status
+
+    assert get_listener_manager().pm.is_registered(status)
+
+
+def test_retry_then_success_is_one_completed_experiment(run_dag, status_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLTRACK_STATUS_MARKER", str(tmp_path / "marker"))
+    result = run_dag("mltrack_status_retry")
+    print(f"dag.test mltrack_status_retry: {result.seconds:.1f}s")
+    assert result.state == "success", result.tis
+    assert result.tis[("train", -1)] == ("success", 2)
+    exp = _only(status_store, "mltrack_status_retry", result.run_id)
+    assert exp["status"] == "Completed" and exp["error"] is None
+    assert exp["try_number"] == 2
+    history = status_store.metric_history(exp["experiment_id"], "loss", "validation")
+    assert [(r["step"], r["value"]) for r in history] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+    assert len(status_store.metric_history(exp["experiment_id"], "accuracy", "validation")) == 1
+
+
+def test_failure_without_retries_is_failed_with_error_text(run_dag, status_store):
+    result = run_dag("mltrack_status_fail")
+    print(f"dag.test mltrack_status_fail: {result.seconds:.1f}s")
+    assert result.state == "failed"
+    exp = _only(status_store, "mltrack_status_fail", result.run_id)
+    assert exp["status"] == "Failed"
+    assert "diverged: loss is nan" in exp["error"] and "ValueError" in exp["error"]
+    assert "task train" in exp["error"]
+    # metrics logged before the error are kept (flushed on the way out)
+    assert len(status_store.metric_history(exp["experiment_id"], "loss", "validation")) == 1
+
+
+def test_dag_run_failing_elsewhere_cancels_the_experiment(run_dag, status_store):
+    result = run_dag("mltrack_status_cancel")
+    print(f"dag.test mltrack_status_cancel: {result.seconds:.1f}s")
+    assert result.state == "failed"
+    assert result.state_of("train") == "success"
+    assert result.state_of("evaluate") == "upstream_failed"
+    exp = _only(status_store, "mltrack_status_cancel", result.run_id)
+    assert exp["status"] == "Cancelled" and exp["error"] is None
+
+
+@pytest.fixture
+def without_listener():
+    """The plugin's listener unregistered from both listener managers (as if plugins were not loaded)."""
+    from airflow.listeners.listener import get_listener_manager as core_manager
+    from airflow.sdk.listener import get_listener_manager as sdk_manager
+
+    from airflow_mltrack.listeners import status
+
+    managers = [m for m in (sdk_manager(), core_manager()) if m.pm.is_registered(status)]
+    for manager in managers:
+        manager.pm.unregister(status)
+    yield
+    for manager in managers:
+        manager.add_listener(status)
+
+
+def test_callbacks_without_the_plugin(run_dag, status_store, without_listener):
+    result = run_dag("mltrack_status_callbacks")
+    print(f"dag.test mltrack_status_callbacks: {result.seconds:.1f}s")
+    assert result.state == "failed"
+    by_task = {
+        e["task_id"]: status_store.get_experiment(e["experiment_id"])
+        for e in status_store.find_experiments(dag_id="mltrack_status_callbacks", run_id=result.run_id)
+    }
+    assert by_task["train_ok"]["status"] == "Completed"
+    assert by_task["train_bad"]["status"] == "Failed"
+    assert "bad batch" in by_task["train_bad"]["error"]
+
+
+def test_store_down_listener_never_raises(caplog):
+    """The listener's hooks with an unreachable store: a warning, no exception."""
+    import logging
+    from types import SimpleNamespace
+
+    from airflow_mltrack.listeners import status
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://nobody@127.0.0.1:{port}/mltrack"
+    ti = SimpleNamespace(
+        dag_id="d",
+        run_id="r",
+        task_id="t",
+        map_index=-1,
+        try_number=1,
+        max_tries=0,
+        state="failed",
+        task=None,
+    )
+    env = {"AIRFLOW_CONN_MLTRACK_DEFAULT": json.dumps({"conn_type": "mltrack", "extra": {"url": url}})}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with caplog.at_level(logging.WARNING):
+            status.on_task_instance_running(previous_state=None, task_instance=ti)
+            status.on_task_instance_success(previous_state=None, task_instance=ti)
+            status.on_task_instance_failed(previous_state=None, task_instance=ti, error=ValueError("x"))
+            status.on_dag_run_failed(dag_run=SimpleNamespace(dag_id="d", run_id="r", dag=None), msg="")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert caplog.text.count("experiment status not updated") >= 4
+
+
+# ------------------------------------------------------------------------------- real scheduler path
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _airflow(env, *args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_real_scheduler_path(status_store, tmp_path):
+    """scheduler + dag-processor + api-server (LocalExecutor): tasks run in real worker processes."""
+    started = time.perf_counter()
+    port = _free_port()
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    url = status_store.engine.url.render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(STATUS_DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "mltrack-status-test-secret",
+            "AIRFLOW__API__SECRET_KEY": "mltrack-status-test-secret",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW_CONN_MLTRACK_DEFAULT": json.dumps({"conn_type": "mltrack", "extra": {"url": url}}),
+            "MLTRACK_STATUS_MARKER": str(tmp_path / "marker"),
+        }
+    )
+    migrate = _airflow(env, "db", "migrate", timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    logs = {
+        name: open(tmp_path / f"{name}.log", "w") for name in ("api-server", "scheduler", "dag-processor")
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "airflow", name], env=env, stdout=logs[name], stderr=subprocess.STDOUT
+        )
+        for name in logs
+    ]
+    dag_ids = [
+        "mltrack_status_curves",
+        "mltrack_status_fail",
+        "mltrack_status_cancel",
+        "mltrack_status_retry",
+    ]
+    try:
+        deadline = time.monotonic() + 150
+        # Workers need the Execution API: a task queued before the API server answers fails unstarted.
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(1)
+        pending = list(dag_ids)
+        while pending and time.monotonic() < deadline:
+            trigger = _airflow(env, "dags", "trigger", pending[0])
+            if trigger.returncode == 0:
+                pending.pop(0)
+            else:
+                time.sleep(3)
+        assert not pending, f"could not trigger {pending}"
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            exps = {d: status_store.find_experiments(dag_id=d) for d in dag_ids}
+            done = {d: [e["status"] for e in rows] for d, rows in exps.items()}
+            if all(
+                rows and all(s in ("Completed", "Failed", "Cancelled") for s in rows)
+                for rows in done.values()
+            ):
+                states = {d: rows[0] for d, rows in done.items()}
+                break
+            time.sleep(2)
+        assert states, f"experiments not finished in time: {done}\n" + "\n".join(
+            f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in logs
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for f in logs.values():
+            f.close()
+    print(f"real scheduler path: {time.perf_counter() - started:.1f}s, {states}")
+    assert states == {
+        "mltrack_status_curves": "Completed",
+        "mltrack_status_fail": "Failed",
+        "mltrack_status_cancel": "Cancelled",
+        "mltrack_status_retry": "Completed",
+    }
+    (curves,) = status_store.find_experiments(dag_id="mltrack_status_curves")
+    assert len(status_store.metric_history(curves["experiment_id"], "loss", "train")) == 5
+    (failed,) = status_store.find_experiments(dag_id="mltrack_status_fail")
+    assert "diverged: loss is nan" in status_store.get_experiment(failed["experiment_id"])["error"]
+    (retried,) = status_store.find_experiments(dag_id="mltrack_status_retry")
+    assert len(status_store.metric_history(retried["experiment_id"], "loss", "validation")) == 3
+    assert Path(tmp_path / "marker").exists()
