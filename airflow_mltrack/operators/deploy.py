@@ -1,0 +1,66 @@
+"""Deploy a model version on an endpoint: a canary share, a promotion, or a retirement (0%)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mltrack.operators.base import MLTrackBaseOperator, coerce_id, coerce_number
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DeployModelOperator(MLTrackBaseOperator):
+    """Serve ``model_id`` on ``endpoint`` at ``traffic_percentage``; returns (XCom) the endpoint_models id.
+
+    The endpoint is created on first use. The other active models of the endpoint keep at most
+    ``100 - traffic_percentage`` between them (scaled down proportionally, retired at 0); every change
+    is kept as rollout history with this DAG run's ``dag_id``/``run_id``. ``traffic_percentage=10`` is a
+    canary, ``100`` a full promotion, ``0`` retires the model from the endpoint. The same call again
+    changes nothing.
+
+    :param project: project name; the model must belong to it.
+    :param endpoint: endpoint name.
+    :param model_id: the model (an id or a template rendering one).
+    :param traffic_percentage: 0..100 (default 100).
+    :param url: the endpoint's serving URL (stored on the endpoint).
+    """
+
+    template_fields: Sequence[str] = ("project", "endpoint", "model_id", "traffic_percentage", "url")
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        endpoint: str,
+        model_id: int | str,
+        traffic_percentage: float | str = 100,
+        url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+        self.endpoint = endpoint
+        self.model_id = model_id
+        self.traffic_percentage = traffic_percentage
+        self.url = url
+
+    def execute(self, context: Context) -> int:
+        model_id = coerce_id("model_id", self.model_id)
+        link = self.airflow_link(context)
+        assignment_id = self.store.deploy_model(
+            self.project,
+            self.endpoint,
+            model_id,
+            traffic_percentage=coerce_number("traffic_percentage", self.traffic_percentage),
+            url=self.url or None,
+            dag_id=link["dag_id"],
+            run_id=link["run_id"],
+        )
+        state = self.store.endpoint_state(self.project, self.endpoint)
+        split = (
+            ", ".join(f"model {r['model_id']}: {r['traffic_percentage']:g}%" for r in state) or "no traffic"
+        )
+        self.log.info("endpoint %s/%s now serves %s", self.project, self.endpoint, split)
+        return assignment_id
