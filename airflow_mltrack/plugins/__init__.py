@@ -1,0 +1,1 @@
+"""The MLTrack Airflow plugin (registered through the ``airflow.plugins`` entry point only)."""

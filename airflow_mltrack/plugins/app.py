@@ -1,0 +1,164 @@
+"""The ML Tracking FastAPI app: JSON API under ``/api``, HTML pages, static files, OpenAPI.
+
+Airflow mounts it at ``/mltrack`` (see ``mltrack_plugin.py``). Use :data:`app` there: a lazy ASGI wrapper
+that builds the real app on its first request, so importing the plugin stays cheap in processes that never
+serve HTTP (scheduler, workers, CLI). :func:`create_app` builds one directly (tests).
+
+Every route - pages, API, OpenAPI and static files - needs a signed-in Airflow user allowed to view
+plugins (Airflow gives plugin apps no authentication of their own).
+"""
+
+# No ``from __future__ import annotations``: FastAPI must resolve the route functions' annotations, and
+# their types are imported inside create_app (to keep importing this module cheap).
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+STATIC_MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".txt": "text/plain", "": "text/plain"}
+
+
+def create_app(conn_id: str | None = None) -> "FastAPI":
+    """A new app reading the tracking store of Airflow connection ``conn_id``.
+
+    Default: ``[mltrack] conn_id`` from the Airflow config (``AIRFLOW__MLTRACK__CONN_ID``), else
+    ``mltrack_default``.
+    """
+    from pathlib import Path
+
+    from airflow.configuration import conf
+    from fastapi import FastAPI, Request
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from airflow_mltrack import __version__
+    from airflow_mltrack.errors import MLTrackError, NotFoundError
+    from airflow_mltrack.plugins import api, pages
+    from airflow_mltrack.plugins.auth import DEFAULT_CONN_ID, REQUIRE_PLUGIN_ACCESS
+
+    app = FastAPI(
+        title="airflow-mltrack",
+        version=__version__,
+        description="Experiment tracking inside Apache Airflow: projects, datasets, models, experiments, "
+        "metrics, lineage and deployments. Authenticate as for the Airflow API (Bearer JWT or the UI's "
+        "`_token` cookie).",
+        dependencies=[REQUIRE_PLUGIN_ACCESS],
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.mltrack_conn_id = conn_id or conf.get("mltrack", "conn_id", fallback=None) or DEFAULT_CONN_ID
+    app.include_router(api.router, prefix="/api")
+    app.include_router(pages.router)
+
+    static_root = (Path(__file__).parent / "static").resolve()
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> JSONResponse:
+        schema = dict(app.openapi())
+        root_path = request.scope.get("root_path", "")
+        if root_path:
+            schema["servers"] = [{"url": root_path}]
+        return JSONResponse(schema)
+
+    @app.get("/static/{path:path}", include_in_schema=False)
+    def static(path: str) -> Response:
+        target = (static_root / path).resolve()
+        if not target.is_relative_to(static_root) or not target.is_file():
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        media_type = STATIC_MEDIA_TYPES.get(target.suffix)
+        # Vendored files have the version in their path; our own CSS/JS may change with a release.
+        max_age = 86400 if "/vendor/" in f"/{path}" else 300
+        return FileResponse(
+            target, media_type=media_type, headers={"Cache-Control": f"private, max-age={max_age}"}
+        )
+
+    def _is_api(request: Request) -> bool:
+        path = request.scope.get("path", "")
+        root_path = request.scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        return path.startswith(("/api/", "/openapi.json", "/static/")) or path == "/api"
+
+    def _error_body(exc: MLTrackError) -> dict[str, Any]:
+        return jsonable_encoder(
+            {"detail": str(exc), "field": exc.field, "value": exc.value, "reason": exc.reason},
+            custom_encoder={float: lambda f: f if f == f and abs(f) != float("inf") else str(f)},
+        )
+
+    @app.exception_handler(MLTrackError)
+    def mltrack_error(request: Request, exc: MLTrackError) -> Response:
+        status_code = 404 if isinstance(exc, NotFoundError) else 422
+        if _is_api(request):
+            try:
+                body = _error_body(exc)
+            except (TypeError, ValueError):
+                body = {
+                    "detail": str(exc),
+                    "field": exc.field,
+                    "value": repr(exc.value),
+                    "reason": exc.reason,
+                }
+            return JSONResponse(body, status_code=status_code)
+        title = "Not found" if status_code == 404 else "Invalid request"
+        return pages.render_error(request, status_code, title, str(exc), field=exc.field, reason=exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
+            for err in exc.errors()
+        )
+        return pages.render_error(request, 422, "Invalid request", problems, field=None, reason=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code == 401:
+            message = "You are not signed in to Airflow (or your session expired)."
+            title = "Sign in required"
+        elif exc.status_code == 403:
+            message = f"Your Airflow user may not view plugin pages ({exc.detail})."
+            title = "Forbidden"
+        else:
+            message, title = str(exc.detail), "Error"
+        return pages.render_error(
+            request,
+            exc.status_code,
+            title,
+            message,
+            field=None,
+            reason=None,
+            login=exc.status_code in (401, 403),
+        )
+
+    return app
+
+
+class LazyApp:
+    """An ASGI app that builds :func:`create_app` on first use (thread-safe)."""
+
+    def __init__(self, conn_id: str | None = None) -> None:
+        self._conn_id = conn_id
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> "FastAPI":
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = create_app(self._conn_id)
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.get()(scope, receive, send)
+
+
+#: What the Airflow plugin mounts at ``/mltrack``.
+app = LazyApp()

@@ -1,0 +1,425 @@
+"""Read queries of the web UI and its JSON API that the TrackingStore does not offer as methods.
+
+Functions take a :class:`~airflow_mltrack.store.TrackingStore`; SQLAlchemy Core only, values are always
+bound. No Airflow imports: the caller (``airflow_mltrack.plugins``) decides which DAGs a user may see and
+passes them in as ``visible_dag_ids`` (``None`` means every DAG). Experiments, preprocessing jobs and
+deployments without a ``dag_id`` (written outside Airflow) are visible to every signed-in user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, case, func, not_, or_, select, union
+
+from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import rows
+from airflow_mltrack.store.catalog import datasets, models, projects
+from airflow_mltrack.store.deployments import endpoint_models, endpoints
+from airflow_mltrack.store.experiments import experiments
+from airflow_mltrack.store.metrics import _float_rows, metrics
+from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
+from airflow_mltrack.store.preprocessing import jobs
+from airflow_mltrack.store.tags import tag_assignments, tags_t
+
+if TYPE_CHECKING:
+    from airflow_mltrack.store import TrackingStore
+
+MAX_PAGE = 500
+SORT_ORDERS = ("desc", "asc")
+
+
+def _visible(column: Any, visible_dag_ids: Collection[str] | None) -> Any:
+    """Rows whose ``dag_id`` the user may read (rows without a DAG are always visible)."""
+    if visible_dag_ids is None:
+        return None
+    return or_(column.is_(None), column.in_(sorted(visible_dag_ids)))
+
+
+def _where(query: Any, condition: Any) -> Any:
+    return query if condition is None else query.where(condition)
+
+
+def dag_ids(store: TrackingStore) -> set[str]:
+    """Every DAG id that appears in the tracking store (to ask the auth manager about)."""
+    union_all = union(
+        select(experiments.c.dag_id.label("dag_id")).where(experiments.c.dag_id.is_not(None)),
+        select(jobs.c.dag_id).where(jobs.c.dag_id.is_not(None)),
+        select(endpoint_models.c.dag_id).where(endpoint_models.c.dag_id.is_not(None)),
+    )
+    with store._read() as conn:
+        return set(conn.execute(union_all).scalars())
+
+
+def project_summaries(
+    store: TrackingStore, visible_dag_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Projects with their counts of datasets, models, visible experiments and endpoints."""
+
+    def counter(table: Any, condition: Any = None) -> Any:
+        query = select(func.count()).where(table.c.project_id == projects.c.project_id)
+        return _where(query, condition).scalar_subquery()
+
+    query = select(
+        projects,
+        counter(datasets).label("datasets"),
+        counter(models).label("models"),
+        counter(experiments, _visible(experiments.c.dag_id, visible_dag_ids)).label("experiments"),
+        counter(endpoints).label("endpoints"),
+    ).order_by(projects.c.name)
+    with store._read() as conn:
+        return rows(conn.execute(query))
+
+
+def parse_sort(sort: str | None) -> tuple[str, str] | None:
+    """``"<split>/<metric>"`` (e.g. ``test/accuracy``) -> (split, metric); empty -> None."""
+    if not sort:
+        return None
+    split, sep, name = sort.partition("/")
+    if not sep or not name:
+        raise MLTrackError("sort", sort, "expected <evaluation_set>/<metric>, e.g. test/accuracy")
+    return v.choice("sort", split, EVALUATION_SETS), name
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.1", "optimizer=adam"]`` -> ``{"lr": 0.1, "optimizer": "adam"}`` (values read as JSON if they can be)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if not pair.strip():
+            continue
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise MLTrackError("param", pair, "expected key=value, e.g. learning_rate=0.01")
+        raw = raw.strip()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def experiment_page(
+    store: TrackingStore,
+    *,
+    project: str | None = None,
+    status: str | None = None,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    tag: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    sort: str | None = None,
+    order: str = "desc",
+    limit: int = 50,
+    offset: int = 0,
+    visible_dag_ids: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """One page of experiments with the total count.
+
+    ``sort`` is ``"<split>/<metric>"``: ordered by the final value of that metric on that split
+    (experiments without it last), else newest first. Each row carries ``sort_value``.
+    """
+    limit = v.integer("limit", limit, minimum=1)
+    if limit is None or limit > MAX_PAGE:
+        raise MLTrackError("limit", limit, f"must be between 1 and {MAX_PAGE}")
+    offset = v.integer("offset", offset, minimum=0) or 0
+    order = v.choice("order", order, SORT_ORDERS)
+    sort_key = parse_sort(sort)
+
+    query = store._experiment_query()
+    conditions: list[Any] = []
+    if project:
+        conditions.append(projects.c.name == project)
+    if status:
+        conditions.append(experiments.c.status == v.choice("status", status, EXPERIMENT_STATUSES))
+    if dag_id:
+        conditions.append(experiments.c.dag_id == dag_id)
+    if run_id:
+        conditions.append(experiments.c.run_id == run_id)
+    if task_id:
+        conditions.append(experiments.c.task_id == task_id)
+    if tag:
+        conditions.append(
+            experiments.c.experiment_id.in_(
+                select(tag_assignments.c.entity_id)
+                .join(tags_t, tags_t.c.tag_id == tag_assignments.c.tag_id)
+                .where(tag_assignments.c.entity_type == "experiment", tags_t.c.name == tag)
+            )
+        )
+    if hyperparameters:
+        conditions.append(store._params_match(v.json_object("hyperparameters", dict(hyperparameters)) or {}))
+    visible = _visible(experiments.c.dag_id, visible_dag_ids)
+    if visible is not None:
+        conditions.append(visible)
+    if conditions:
+        query = query.where(and_(*conditions))
+
+    count_query = select(func.count()).select_from(
+        query.with_only_columns(experiments.c.experiment_id).subquery()
+    )
+    if sort_key is not None:
+        split, name = sort_key
+        final = store._final_values(
+            and_(metrics.c.name == name, metrics.c.evaluation_set == split)
+        ).subquery()
+        query = query.add_columns(final.c.value.label("sort_value")).outerjoin(
+            final, final.c.experiment_id == experiments.c.experiment_id
+        )
+        # Missing values last, then NaN (PostgreSQL would sort it above every number), then the rest.
+        rank = case((final.c.value.is_(None), 2), (not_(store._finite(final.c.value)), 1), else_=0)
+        direction = final.c.value.desc() if order == "desc" else final.c.value.asc()
+        query = query.order_by(rank, direction, experiments.c.experiment_id.desc())
+    else:
+        id_order = (
+            experiments.c.experiment_id.desc() if order == "desc" else experiments.c.experiment_id.asc()
+        )
+        query = query.order_by(id_order)
+    query = query.limit(limit).offset(offset)
+    with store._read() as conn:
+        total = int(conn.execute(count_query).scalar_one())
+        items = rows(conn.execute(query))
+    if sort_key is not None:
+        _float_rows(items, ("sort_value",))
+    _attach_tags(store, items)
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
+    """Set ``tags`` (sorted names) on experiment rows, in one query."""
+    by_id: dict[int, list[str]] = {row["experiment_id"]: [] for row in items}
+    for row in items:
+        row["tags"] = by_id[row["experiment_id"]]
+    if not by_id:
+        return
+    query = (
+        select(tag_assignments.c.entity_id, tags_t.c.name)
+        .join(tags_t, tags_t.c.tag_id == tag_assignments.c.tag_id)
+        .where(tag_assignments.c.entity_type == "experiment", tag_assignments.c.entity_id.in_(list(by_id)))
+        .order_by(tags_t.c.name)
+    )
+    with store._read() as conn:
+        for entity_id, name in conn.execute(query):
+            by_id[int(entity_id)].append(name)
+
+
+def metric_keys(
+    store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
+) -> list[dict[str, str]]:
+    """Distinct (evaluation_set, metric name) pairs logged in a project (or anywhere): the sort choices."""
+    query = (
+        select(metrics.c.evaluation_set, metrics.c.name)
+        .join(experiments, experiments.c.experiment_id == metrics.c.experiment_id)
+        .distinct()
+        .order_by(metrics.c.evaluation_set, metrics.c.name)
+    )
+    if project:
+        query = query.join(projects, projects.c.project_id == experiments.c.project_id).where(
+            projects.c.name == project
+        )
+    query = _where(query, _visible(experiments.c.dag_id, visible_dag_ids))
+    with store._read() as conn:
+        return rows(conn.execute(query))
+
+
+def filter_choices(
+    store: TrackingStore, visible_dag_ids: Collection[str] | None = None
+) -> dict[str, list[str]]:
+    """Values for the experiment filters: projects, visible DAG ids and experiment tags."""
+    dag_query = _where(
+        select(experiments.c.dag_id).where(experiments.c.dag_id.is_not(None)).distinct(),
+        _visible(experiments.c.dag_id, visible_dag_ids),
+    ).order_by(experiments.c.dag_id)
+    tag_query = (
+        select(tags_t.c.name)
+        .join(tag_assignments, tag_assignments.c.tag_id == tags_t.c.tag_id)
+        .where(tag_assignments.c.entity_type == "experiment")
+        .distinct()
+        .order_by(tags_t.c.name)
+    )
+    with store._read() as conn:
+        return {
+            "projects": list(conn.execute(select(projects.c.name).order_by(projects.c.name)).scalars()),
+            "dag_ids": list(conn.execute(dag_query).scalars()),
+            "tags": list(conn.execute(tag_query).scalars()),
+            "statuses": list(EXPERIMENT_STATUSES),
+        }
+
+
+def _experiment_counts(
+    store: TrackingStore, column: Any, visible_dag_ids: Collection[str] | None
+) -> dict[int, int]:
+    query = _where(
+        select(column, func.count()).group_by(column), _visible(experiments.c.dag_id, visible_dag_ids)
+    )
+    with store._read() as conn:
+        return {int(k): int(n) for k, n in conn.execute(query)}
+
+
+def datasets_with_usage(
+    store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Datasets (every version) with the number of visible experiments that used each."""
+    found = store.list_datasets(project or None)
+    counts = _experiment_counts(store, experiments.c.dataset_id, visible_dag_ids)
+    for row in found:
+        row["experiments"] = counts.get(row["dataset_id"], 0)
+    return found
+
+
+def models_with_usage(
+    store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Models (every version) with their visible experiment count and active endpoints."""
+    found = store.list_models(project or None)
+    counts = _experiment_counts(store, experiments.c.model_id, visible_dag_ids)
+    serving = (
+        select(endpoint_models.c.model_id, endpoints.c.name, endpoint_models.c.traffic_percentage)
+        .join(endpoints, endpoints.c.endpoint_id == endpoint_models.c.endpoint_id)
+        .where(endpoint_models.c.retired_at.is_(None))
+        .order_by(endpoints.c.name)
+    )
+    with store._read() as conn:
+        active: dict[int, list[dict[str, Any]]] = {}
+        for model_id, name, traffic in conn.execute(serving):
+            active.setdefault(int(model_id), []).append({"endpoint": name, "traffic_percentage": traffic})
+    for row in found:
+        row["experiments"] = counts.get(row["model_id"], 0)
+        row["serving"] = active.get(row["model_id"], [])
+    return found
+
+
+def lineage(
+    store: TrackingStore, dataset_id: int, visible_dag_ids: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The lineage around a dataset.
+
+    Upstream: the preprocessing chain that produced it. Downstream: preprocessing jobs from it and from
+    every dataset derived from it (transitively), the experiments trained on any of these datasets, their
+    models and the endpoints serving those models (every assignment, active or retired).
+    """
+    dataset_id = v.entity_id("dataset_id", dataset_id)
+    with store._read() as conn:
+        root = conn.execute(select(datasets).where(datasets.c.dataset_id == dataset_id)).first()
+        if root is None:
+            raise NotFoundError("dataset_id", dataset_id, "no dataset with this id")
+        project_id = root.project_id
+        all_jobs = rows(
+            conn.execute(
+                _where(
+                    select(jobs).where(jobs.c.project_id == project_id),
+                    _visible(jobs.c.dag_id, visible_dag_ids),
+                ).order_by(jobs.c.job_id)
+            )
+        )
+        # Walk the job graph both ways from the root dataset.
+        downstream_ids, upstream_ids = {dataset_id}, {dataset_id}
+        down_jobs: list[dict[str, Any]] = []
+        up_jobs: list[dict[str, Any]] = []
+        frontier = [dataset_id]
+        while frontier:
+            current = frontier.pop()
+            for job in all_jobs:
+                if job["input_dataset_id"] == current and job not in down_jobs:
+                    down_jobs.append(job)
+                    out = job["output_dataset_id"]
+                    if out is not None and out not in downstream_ids:
+                        downstream_ids.add(out)
+                        frontier.append(out)
+        frontier = [dataset_id]
+        while frontier:
+            current = frontier.pop()
+            for job in all_jobs:
+                if job["output_dataset_id"] == current and job not in up_jobs:
+                    up_jobs.append(job)
+                    source = job["input_dataset_id"]
+                    if source not in upstream_ids:
+                        upstream_ids.add(source)
+                        frontier.append(source)
+        dataset_rows = {
+            r["dataset_id"]: r
+            for r in rows(
+                conn.execute(select(datasets).where(datasets.c.dataset_id.in_(downstream_ids | upstream_ids)))
+            )
+        }
+        exp_rows = rows(
+            conn.execute(
+                _where(
+                    select(
+                        experiments.c.experiment_id,
+                        experiments.c.name,
+                        experiments.c.status,
+                        experiments.c.dataset_id,
+                        experiments.c.model_id,
+                        experiments.c.dag_id,
+                        experiments.c.run_id,
+                    ).where(experiments.c.dataset_id.in_(downstream_ids)),
+                    _visible(experiments.c.dag_id, visible_dag_ids),
+                ).order_by(experiments.c.experiment_id)
+            )
+        )
+        model_ids = {r["model_id"] for r in exp_rows}
+        model_rows = rows(
+            conn.execute(select(models).where(models.c.model_id.in_(model_ids)).order_by(models.c.model_id))
+        )
+        deployments = rows(
+            conn.execute(
+                _where(
+                    select(
+                        endpoint_models,
+                        endpoints.c.name.label("endpoint"),
+                        endpoints.c.url,
+                    )
+                    .join(endpoints, endpoints.c.endpoint_id == endpoint_models.c.endpoint_id)
+                    .where(endpoint_models.c.model_id.in_(model_ids)),
+                    _visible(endpoint_models.c.dag_id, visible_dag_ids),
+                ).order_by(endpoint_models.c.endpoint_model_id)
+            )
+        )
+    return {
+        "dataset": dict(root._mapping),
+        "upstream_jobs": up_jobs,
+        "downstream_jobs": down_jobs,
+        "datasets": [dataset_rows[i] for i in sorted(dataset_rows)],
+        "experiments": exp_rows,
+        "models": model_rows,
+        "deployments": deployments,
+    }
+
+
+def deployments_overview(store: TrackingStore, project: str | None = None) -> list[dict[str, Any]]:
+    """Every endpoint (of a project) with its project name, current split and full history."""
+    query = (
+        select(endpoints, projects.c.name.label("project"))
+        .join(projects, projects.c.project_id == endpoints.c.project_id)
+        .order_by(projects.c.name, endpoints.c.name)
+    )
+    if project:
+        query = query.where(projects.c.name == project)
+    with store._read() as conn:
+        found = rows(conn.execute(query))
+    for row in found:
+        row["active"] = store.endpoint_state(row["project_id"], row["name"])
+        row["history"] = store.endpoint_history(row["project_id"], row["name"])
+    return found
+
+
+__all__ = [
+    "MAX_PAGE",
+    "dag_ids",
+    "datasets_with_usage",
+    "deployments_overview",
+    "experiment_page",
+    "filter_choices",
+    "lineage",
+    "metric_keys",
+    "models_with_usage",
+    "parse_params",
+    "parse_sort",
+    "project_summaries",
+]
