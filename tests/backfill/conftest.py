@@ -1,0 +1,105 @@
+"""Fixtures for the backfill tests: a real Airflow metadata DB (SQLite, migrated once per session) whose
+DAG bundle holds ``tests/backfill/dags`` and ``dags/metric_backfill.py``, and a PostgreSQL tracking store
+reached through ``AIRFLOW_CONN_MLTRACK_DEFAULT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE_NAME = "mltrack-backfill-tests"
+
+
+@pytest.fixture(scope="session")
+def _bundle_folder():
+    """A folder with the backfill test DAGs and ``dags/metric_backfill.py``, and the session metadata DB
+    migrated (``airflow db migrate`` in a subprocess, once)."""
+    folder = Path(tempfile.mkdtemp(prefix="mltrack-bf-dags-"))
+    for path in [
+        *sorted((REPO / "tests" / "backfill" / "dags").glob("*.py")),
+        REPO / "dags" / "metric_backfill.py",
+    ]:
+        shutil.copy(path, folder / path.name)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run(
+        [str(airflow), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **_bundle_env(folder)},
+    )
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _bundle_env(folder: Path) -> dict[str, str]:
+    bundles = [
+        {
+            "name": BUNDLE_NAME,
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(folder), "refresh_interval": 0},
+        }
+    ]
+    return {
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+    }
+
+
+@pytest.fixture(scope="module")
+def airflow_db(_bundle_folder):
+    """The session AIRFLOW_HOME's metadata DB, migrated, with a DAG bundle of the backfill test DAGs.
+
+    Returns the bundle folder. The bundle is configured through ``dag_bundle_config_list`` (read by each
+    DagBundlesManager, so it works even when ``airflow`` was imported before), set only while this
+    module's tests run so other tests keep their own configuration.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in _bundle_env(_bundle_folder).items():
+            mp.setenv(key, value)
+        yield _bundle_folder
+
+
+@pytest.fixture
+def pg_tracking_url(pg_server, pg_template, request):
+    """A fresh PostgreSQL tracking database at head (copied from the session template)."""
+    from airflow_mltrack.store.engine import dispose_engines
+
+    name = f"bf_{request.node.name.lower()[:30]}_{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
+    yield url
+    dispose_engines()
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def tracking(pg_tracking_url, monkeypatch):
+    """The TrackingStore that tasks reach through ``mltrack_default`` (AIRFLOW_CONN_MLTRACK_DEFAULT)."""
+    from airflow_mltrack.store import TrackingStore
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLTRACK_DEFAULT",
+        json.dumps({"conn_type": "mltrack", "extra": {"url": pg_tracking_url}}),
+    )
+    return TrackingStore.from_url(pg_tracking_url)
+
+
+def load_dag(folder: Path, dag_id: str):
+    """The DAG ``dag_id`` parsed from the test bundle folder (so ``dag.test()`` finds it serialized)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(folder))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(dag_id)
+    assert dag is not None, f"{dag_id} not in {sorted(bag.dag_ids)}"
+    return dag
