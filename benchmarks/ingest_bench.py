@@ -67,9 +67,12 @@ def bench_raw_copy(pg: TempPostgres, db: str, rows: list[dict], experiment_id: i
         conn.execute(RAW_DDL)
         conn.commit()
         start = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            "COPY raw_metrics (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY raw_metrics (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
             copy.set_types(["int4", "varchar", "float8", "int4", "varchar"])
             for r in rows:
                 copy.write_row((experiment_id, r["name"], r["value"], r["step"], r["evaluation_set"]))
@@ -92,7 +95,9 @@ def batches(store: TrackingStore, experiment_id: int, rows: list[dict], size: in
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=100_000, help="rows logged in 1k-row batches")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "ingest.json"))
@@ -136,9 +141,10 @@ def main() -> int:
 
     for entry in results.values():
         entry["rows_per_second"] = entry["rows"] / entry["seconds"]
-    ratio = results["log_metrics, one call, new rows"]["rows_per_second"] / results[
-        "raw COPY (same table shape)"
-    ]["rows_per_second"]
+    ratio = (
+        results["log_metrics, one call, new rows"]["rows_per_second"]
+        / results["raw COPY (same table shape)"]["rows_per_second"]
+    )
 
     table = Table(title=f"Metric ingest ({platform.node()}, {platform.processor() or platform.machine()})")
     for column in ("case", "rows", "seconds", "rows/s", "ms/batch"):

@@ -39,7 +39,9 @@ def _project_fields(fields: dict[str, Any]) -> dict[str, Any]:
     allowed = {"description", "status", "start_date", "end_date"}
     unknown = set(fields) - allowed
     if unknown:
-        raise MLTrackError("project field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(allowed))}")
+        raise MLTrackError(
+            "project field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(allowed))}"
+        )
     out = {
         "description": v.optional_text("description", fields.get("description")),
         "start_date": fields.get("start_date"),

@@ -34,7 +34,11 @@ class DeploymentStore(PreprocessingStore):
     """Endpoints, deployments (canary, promotion, retirement) and their history."""
 
     def ensure_endpoint(
-        self, project: ProjectRef, name: str, url: str | None = None, description: str | None = None,
+        self,
+        project: ProjectRef,
+        name: str,
+        url: str | None = None,
+        description: str | None = None,
         status: str | None = None,
     ) -> int:
         """The id of endpoint ``name`` of ``project``, created if missing; given fields update it."""
@@ -99,7 +103,9 @@ class DeploymentStore(PreprocessingStore):
             active = rows(
                 conn.execute(
                     select(endpoint_models)
-                    .where(endpoint_models.c.endpoint_id == endpoint_id, endpoint_models.c.retired_at.is_(None))
+                    .where(
+                        endpoint_models.c.endpoint_id == endpoint_id, endpoint_models.c.retired_at.is_(None)
+                    )
                     .order_by(endpoint_models.c.model_id)
                 )
             )
@@ -201,7 +207,9 @@ class DeploymentStore(PreprocessingStore):
     def _lookup_endpoint(self, conn: Connection, project: ProjectRef, endpoint: str) -> int:
         project_id = self._lookup_project_id(conn, project)
         endpoint_id = conn.execute(
-            select(endpoints.c.endpoint_id).where(endpoints.c.project_id == project_id, endpoints.c.name == endpoint)
+            select(endpoints.c.endpoint_id).where(
+                endpoints.c.project_id == project_id, endpoints.c.name == endpoint
+            )
         ).scalar_one_or_none()
         if endpoint_id is None:
             raise NotFoundError("endpoint", endpoint, "no such endpoint in this project")

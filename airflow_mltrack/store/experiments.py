@@ -72,7 +72,9 @@ class ExperimentStore(CatalogStore):
         unknown = set(fields) - _EXPERIMENT_FIELDS
         if unknown:
             raise MLTrackError(
-                "experiment field", sorted(unknown)[0], f"unknown; allowed: {', '.join(sorted(_EXPERIMENT_FIELDS))}"
+                "experiment field",
+                sorted(unknown)[0],
+                f"unknown; allowed: {', '.join(sorted(_EXPERIMENT_FIELDS))}",
             )
         link = airflow_link(fields)
         values: dict[str, Any] = {
@@ -112,7 +114,9 @@ class ExperimentStore(CatalogStore):
                 "try_number": excluded.try_number,
                 "model_id": excluded.model_id,
                 "dataset_id": excluded.dataset_id,
-                "hyperparameters": self._merged_params(experiments.c.hyperparameters, excluded.hyperparameters),
+                "hyperparameters": self._merged_params(
+                    experiments.c.hyperparameters, excluded.hyperparameters
+                ),
                 "updated_at": utcnow(),
             },
         )
@@ -196,7 +200,10 @@ class ExperimentStore(CatalogStore):
             result = conn.execute(
                 update(experiments)
                 .where(experiments.c.experiment_id == experiment_id)
-                .values(hyperparameters=self._merged_params(experiments.c.hyperparameters, new), updated_at=utcnow())
+                .values(
+                    hyperparameters=self._merged_params(experiments.c.hyperparameters, new),
+                    updated_at=utcnow(),
+                )
             )
             if result.rowcount != 1:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")

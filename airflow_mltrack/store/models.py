@@ -215,9 +215,7 @@ class Metric(Base):
     __tablename__ = "metrics"
 
     # Deviation: BIGINT (seed: SERIAL); metrics is the one table that outgrows 2^31 rows.
-    metric_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
-    )
+    metric_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(Integer, nullable=False)
     name: Mapped[str] = mapped_column(String(METRIC_NAME_LEN), nullable=False)
     # Deviation: DOUBLE PRECISION (seed: DECIMAL(18,9)); see docs/schema.md.
@@ -371,9 +369,7 @@ class EndpointModel(Base):
             "traffic_percentage >= 0 AND traffic_percentage <= 100",
             name="ck_endpoint_models_traffic",
         ),
-        CheckConstraint(
-            "retired_at IS NULL OR retired_at >= promoted_at", name="ck_endpoint_models_times"
-        ),
+        CheckConstraint("retired_at IS NULL OR retired_at >= promoted_at", name="ck_endpoint_models_times"),
         Index("idx_endpoint_models_endpoint_id", "endpoint_id"),
         Index("idx_endpoint_models_model_id", "model_id"),
         # One active row per model on an endpoint.
@@ -412,9 +408,7 @@ class TagAssignment(Base):
 
     __table_args__ = (
         PrimaryKeyConstraint("tag_id", "entity_type", "entity_id", name="pk_tag_assignments"),
-        ForeignKeyConstraint(
-            ["tag_id"], ["tags.tag_id"], name="fk_tag_assignment_tag", ondelete="CASCADE"
-        ),
+        ForeignKeyConstraint(["tag_id"], ["tags.tag_id"], name="fk_tag_assignment_tag", ondelete="CASCADE"),
         CheckConstraint(_in("entity_type", TAGGABLE_ENTITIES), name="ck_tag_assignments_entity_type"),
         Index("idx_tag_assignments_entity", "entity_type", "entity_id"),
     )

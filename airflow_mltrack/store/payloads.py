@@ -59,7 +59,9 @@ def _split_key(field: str, key: Any) -> str:
     if isinstance(key, str) and key.strip().lower() in EVALUATION_SETS:
         return key.strip().lower()
     raise MLTrackError(
-        f"{field}.{key}", key, f"a nested dict must be keyed by an evaluation set ({', '.join(EVALUATION_SETS)})"
+        f"{field}.{key}",
+        key,
+        f"a nested dict must be keyed by an evaluation set ({', '.join(EVALUATION_SETS)})",
     )
 
 
@@ -80,7 +82,9 @@ def _row(field: str, row: Any, default_set: str, default_step: int | None) -> Me
         raise MLTrackError(field, row, "must be a dict with name and value")
     unknown = set(row) - {"name", "value", "step", "evaluation_set"}
     if unknown:
-        raise MLTrackError(field, sorted(map(str, unknown))[0], "unknown key; rows have name, value, step, evaluation_set")
+        raise MLTrackError(
+            field, sorted(map(str, unknown))[0], "unknown key; rows have name, value, step, evaluation_set"
+        )
     if "name" not in row or "value" not in row:
         raise MLTrackError(field, row, "a row needs both name and value")
     split = row.get("evaluation_set")

@@ -55,8 +55,13 @@ def test_reregister_updates_given_fields(seeded):
 
 def test_model_artifact_fields(store: TrackingStore):
     model_id = store.register_model(
-        "p", "m", "scikit-learn", model_path="/models/m.pkl", model_type="classification",
-        input_schema={"features": 4}, output_schema={"classes": 3},
+        "p",
+        "m",
+        "scikit-learn",
+        model_path="/models/m.pkl",
+        model_type="classification",
+        input_schema={"features": 4},
+        output_schema={"classes": 3},
     )
     model = store.get_model(model_id)
     assert model["model_path"] == "/models/m.pkl"
@@ -67,7 +72,9 @@ def test_experiment_idempotent_on_airflow_link(seeded):
     store, dataset_id, model_id = seeded
     link = {"dag_id": "train", "run_id": "manual__1", "task_id": "create"}
     first = store.create_experiment("vision", "exp", model_id, dataset_id, {"lr": 0.1}, try_number=1, **link)
-    again = store.create_experiment("vision", "exp", model_id, dataset_id, {"epochs": 3}, try_number=2, **link)
+    again = store.create_experiment(
+        "vision", "exp", model_id, dataset_id, {"epochs": 3}, try_number=2, **link
+    )
     assert again == first
     experiment = store.get_experiment(first)
     assert experiment["try_number"] == 2
@@ -161,7 +168,9 @@ def test_hyperparameters_merge_and_validation(seeded):
     experiment_id = store.create_experiment("vision", "e", model_id, dataset_id, '{"lr": 0.1, "opt": "sgd"}')
     store.log_hyperparameters(experiment_id, {"lr": 0.01, "layers": [64, 32]})
     assert store.get_experiment(experiment_id)["hyperparameters"] == {
-        "lr": 0.01, "opt": "sgd", "layers": [64, 32],
+        "lr": 0.01,
+        "opt": "sgd",
+        "layers": [64, 32],
     }
     with pytest.raises(MLTrackError, match="hyperparameters="):
         store.log_hyperparameters(experiment_id, "{not json")
@@ -181,7 +190,10 @@ def test_list_filters(seeded):
     assert {e["experiment_id"] for e in store.list_experiments("vision")} == set(ids)
     assert [e["experiment_id"] for e in store.list_experiments(status="Running")] == [ids[0]]
     assert {e["experiment_id"] for e in store.list_experiments(tag="sweep")} == {ids[1], ids[2]}
-    assert {e["experiment_id"] for e in store.list_experiments(hyperparameters={"lr": 0.1})} == {ids[0], ids[2]}
+    assert {e["experiment_id"] for e in store.list_experiments(hyperparameters={"lr": 0.1})} == {
+        ids[0],
+        ids[2],
+    }
     assert {
         e["experiment_id"] for e in store.list_experiments(hyperparameters={"lr": 0.1, "opt": "adam"})
     } == {ids[0], ids[2]}

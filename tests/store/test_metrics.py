@@ -28,7 +28,10 @@ def experiment(store: TrackingStore):
     ("payload", "expected"),
     [
         ({"accuracy": 0.93}, {("accuracy", None, "test"): 0.93}),
-        ({"loss": [0.9, 0.5, 0.3]}, {("loss", 0, "test"): 0.9, ("loss", 1, "test"): 0.5, ("loss", 2, "test"): 0.3}),
+        (
+            {"loss": [0.9, 0.5, 0.3]},
+            {("loss", 0, "test"): 0.9, ("loss", 1, "test"): 0.5, ("loss", 2, "test"): 0.3},
+        ),
         (
             {"test": {"accuracy": 0.93}, "train": {"accuracy": 0.99, "loss": [0.2, 0.1]}},
             {
@@ -107,7 +110,10 @@ def test_nan_and_inf_survive(experiment):
 @pytest.mark.parametrize("size", [100, 10_000])
 def test_bulk_upsert_twice_leaves_one_set(experiment, size):
     store, experiment_id = experiment
-    rows = [{"name": f"m{i % 10}", "value": float(i), "step": i // 10, "evaluation_set": "train"} for i in range(size)]
+    rows = [
+        {"name": f"m{i % 10}", "value": float(i), "step": i // 10, "evaluation_set": "train"}
+        for i in range(size)
+    ]
     assert store.log_metrics(experiment_id, rows) == size
     rows2 = [dict(r, value=r["value"] * 2) for r in rows]
     assert store.log_metrics(experiment_id, rows2) == size
@@ -169,7 +175,10 @@ def test_canary_then_promotion(store: TrackingStore):
     store.deploy_model("p", "prod", challenger, 100)
     state = {r["model_id"]: r["traffic_percentage"] for r in store.endpoint_state("p", "prod")}
     assert state == {challenger: 100}
-    history = [(r["model_id"], r["traffic_percentage"], r["retired_at"] is None) for r in store.endpoint_history("p", "prod")]
+    history = [
+        (r["model_id"], r["traffic_percentage"], r["retired_at"] is None)
+        for r in store.endpoint_history("p", "prod")
+    ]
     assert history == [
         (incumbent, 100, False),
         (incumbent, 90, False),
@@ -197,9 +206,20 @@ def test_preprocessing_job_lineage(store: TrackingStore):
     raw = store.register_dataset("p", "iris", "Tabular")
     scaled = store.register_dataset("p", "iris-scaled", "Tabular")
     link = {"dag_id": "d", "run_id": "r", "task_id": "prep"}
-    job = store.record_preprocessing_job("p", "scale", raw, scaled, {"scaler": "standard"}, try_number=1, **link)
-    assert store.record_preprocessing_job("p", "scale", raw, scaled, {"scaler": "standard"}, try_number=2, **link) == job
+    job = store.record_preprocessing_job(
+        "p", "scale", raw, scaled, {"scaler": "standard"}, try_number=1, **link
+    )
+    assert (
+        store.record_preprocessing_job(
+            "p", "scale", raw, scaled, {"scaler": "standard"}, try_number=2, **link
+        )
+        == job
+    )
     (recorded,) = store.list_preprocessing_jobs("p")
-    assert (recorded["input_dataset_id"], recorded["output_dataset_id"], recorded["try_number"]) == (raw, scaled, 2)
+    assert (recorded["input_dataset_id"], recorded["output_dataset_id"], recorded["try_number"]) == (
+        raw,
+        scaled,
+        2,
+    )
     with pytest.raises(MLTrackError, match="output_dataset_id"):
         store.record_preprocessing_job("p", "self", raw, raw)
