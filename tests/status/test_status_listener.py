@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mltrack.errors import NotFoundError
 from tests.status.conftest import STATUS_DAGS
 
 
@@ -153,18 +154,32 @@ def _airflow(env, *args, timeout=120):
     )
 
 
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
 def test_real_scheduler_path(status_store, tmp_path):
-    """scheduler + dag-processor + api-server (LocalExecutor): tasks run in real worker processes."""
+    """scheduler + dag-processor + api-server (LocalExecutor): tasks run in real worker processes.
+
+    The example DAGs train_evaluate_deploy and failing_training run here too, beside the status DAGs.
+    """
     started = time.perf_counter()
     port = _free_port()
     home = tmp_path / "airflow_home"
     home.mkdir()
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for source in [
+        *STATUS_DAGS.glob("*.py"),
+        EXAMPLE_DAGS / "train_evaluate_deploy.py",
+        EXAMPLE_DAGS / "failing_training.py",
+    ]:
+        (dags / source.name).symlink_to(source)
     url = status_store.engine.url.render_as_string(hide_password=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(STATUS_DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -195,9 +210,11 @@ def test_real_scheduler_path(status_store, tmp_path):
         "mltrack_status_fail",
         "mltrack_status_cancel",
         "mltrack_status_retry",
+        "train_evaluate_deploy",
+        "failing_training",
     ]
     try:
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 300
         # Workers need the Execution API: a task queued before the API server answers fails unstarted.
         while time.monotonic() < deadline:
             try:
@@ -221,9 +238,17 @@ def test_real_scheduler_path(status_store, tmp_path):
                 rows and all(s in ("Completed", "Failed", "Cancelled") for s in rows)
                 for rows in done.values()
             ):
-                states = {d: rows[0] for d, rows in done.items()}
-                break
+                states = {d: rows[0] for d, rows in done.items() if not d.endswith(("deploy", "training"))}
+                examples = {d: done[d] for d in ("train_evaluate_deploy", "failing_training")}
+                try:
+                    state = status_store.endpoint_state("digits-demo", "digits-classifier")
+                except NotFoundError:  # the rollout has not reached the endpoint yet
+                    state = []
+                if state and state[0]["traffic_percentage"] == 100:
+                    break
             time.sleep(2)
+        else:
+            states = {}
         assert states, f"experiments not finished in time: {done}\n" + "\n".join(
             f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in logs
         )
@@ -251,3 +276,9 @@ def test_real_scheduler_path(status_store, tmp_path):
     (retried,) = status_store.find_experiments(dag_id="mltrack_status_retry")
     assert len(status_store.metric_history(retried["experiment_id"], "loss", "validation")) == 3
     assert Path(tmp_path / "marker").exists()
+    # The example DAGs on real workers: three trained candidates and the champion evaluation Completed,
+    # the winner serving 100% of the endpoint; the diverging training Failed with its error.
+    assert sorted(examples["train_evaluate_deploy"]) == ["Completed"] * 4
+    assert examples["failing_training"] == ["Failed"]
+    (failing,) = status_store.find_experiments(dag_id="failing_training")
+    assert "diverged" in status_store.get_experiment(failing["experiment_id"])["error"]
