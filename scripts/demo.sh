@@ -14,7 +14,8 @@ fi
 stamp=".venv/.mltrack-examples-install"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "${MLTRACK_FORCE_INSTALL:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[examples]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[examples]" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     echo "$want" > "$stamp"
 fi
 

@@ -60,7 +60,8 @@ fi
 stamp=".venv/.mltrack-test-install"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "${MLTRACK_FORCE_INSTALL:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     echo "$want" > "$stamp"
 fi
 
