@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -220,11 +222,28 @@ def experiments_page(
         params=params,
         filtered=filtered,
         choices=ui_queries.filter_choices(store, access.visible_dag_ids),
-        metric_keys=ui_queries.metric_keys(store, project or None, access.visible_dag_ids),
+        metric_keys=_sort_choices(store, project or None, access.visible_dag_ids),
         qs=lambda **changes: query_string(params, **changes),
         prev_offset=max(start - PAGE_SIZE, 0) if start > 0 else None,
         next_offset=start + PAGE_SIZE if start + PAGE_SIZE < page["total"] else None,
     )
+
+
+# The sort choices scan every metric row (seconds at 10M rows, see benchmarks/ui_bench.py); they change
+# rarely, so each process keeps them for a minute instead of paying that on every list render.
+_SORT_CHOICES: TTLCache = TTLCache(maxsize=256, ttl=60)
+_SORT_CHOICES_LOCK = threading.Lock()
+
+
+def _sort_choices(store: Any, project: str | None, visible: Any) -> list[dict[str, str]]:
+    key = (store.url, project, None if visible is None else frozenset(visible))
+    with _SORT_CHOICES_LOCK:
+        cached = _SORT_CHOICES.get(key)
+    if cached is None:
+        cached = ui_queries.metric_keys(store, project, visible)
+        with _SORT_CHOICES_LOCK:
+            _SORT_CHOICES[key] = cached
+    return cached
 
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)

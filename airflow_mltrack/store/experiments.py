@@ -295,7 +295,7 @@ class ExperimentStore(CatalogStore):
 
     def _params_match(self, params: dict[str, Any]) -> Any:
         column = experiments.c.hyperparameters
-        if self.is_postgres:  # JSONB containment, served by a GIN index
+        if self.is_postgres:  # JSONB containment (a GIN index on hyperparameters is issue 6's work)
             return cast(column, JSONB).op("@>")(cast(literal(params, JSONB), JSONB))
         conditions = []
         for key, value in params.items():
