@@ -13,24 +13,8 @@ from airflow_mltrack.cli import cli
 from airflow_mltrack.store import migrations
 from airflow_mltrack.store.engine import get_engine
 from airflow_mltrack.store.models import Base
+from tests.support.seed import SEED_INDEXES
 
-SEED_INDEXES = {
-    "idx_projects_name",
-    "idx_projects_status",
-    "idx_datasets_project_id",
-    "idx_datasets_name_version",
-    "idx_datasets_data_type",
-    "idx_models_project_id",
-    "idx_models_name_version",
-    "idx_models_framework",
-    "idx_experiments_project_id",
-    "idx_experiments_model_id",
-    "idx_experiments_dataset_id",
-    "idx_experiments_status",
-    "idx_metrics_experiment_id",
-    "idx_metrics_name",
-    "idx_metrics_evaluation_set",
-}
 # Seed 002's constraint names (its own, and PostgreSQL's generated names for its unnamed UNIQUE/CHECK).
 SEED_FOREIGN_KEYS = {
     # name: (table, referred table, ON DELETE)
@@ -102,7 +86,7 @@ def test_seed_names_present(empty_db_url: str):
     migrations.upgrade(empty_db_url)
     inspector = sa.inspect(get_engine(empty_db_url))
     indexes = {ix["name"] for t in inspector.get_table_names() for ix in inspector.get_indexes(t)}
-    assert SEED_INDEXES <= indexes, SEED_INDEXES - indexes
+    assert set(SEED_INDEXES) <= indexes, set(SEED_INDEXES) - indexes
 
     for name, (table, referred, ondelete) in SEED_FOREIGN_KEYS.items():
         fks = {fk["name"]: fk for fk in inspector.get_foreign_keys(table)}

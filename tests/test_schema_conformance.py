@@ -19,28 +19,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from airflow_mltrack.store.migrations import upgrade
+from tests.support.seed import SEED_INDEXES
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SQL = ROOT / "tests" / "fixtures" / "seed_002_schema.sql"
 SCHEMA_DOC = ROOT / "docs" / "schema.md"
 SEED_TABLES = ("projects", "datasets", "models", "experiments", "metrics")
-SEED_INDEXES = (
-    "idx_projects_name",
-    "idx_projects_status",
-    "idx_datasets_project_id",
-    "idx_datasets_name_version",
-    "idx_datasets_data_type",
-    "idx_models_project_id",
-    "idx_models_name_version",
-    "idx_models_framework",
-    "idx_experiments_project_id",
-    "idx_experiments_model_id",
-    "idx_experiments_dataset_id",
-    "idx_experiments_status",
-    "idx_metrics_experiment_id",
-    "idx_metrics_name",
-    "idx_metrics_evaluation_set",
-)
 
 COLUMNS_SQL = """
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
