@@ -4,6 +4,11 @@ PostgreSQL: batches of ``COPY_THRESHOLD`` rows or more go through binary COPY in
 table, then one ``INSERT .. SELECT .. ORDER BY key ON CONFLICT DO UPDATE``; smaller batches are a single
 multi-row INSERT. SQLite: executemany of an upsert. Rows are deduplicated and written in key order, so
 two writers of the same experiment lock rows in the same order and cannot deadlock.
+
+Every write also refreshes ``metric_latest`` (the final value, min, max and count of points per
+(experiment, metric, split)) in the same transaction: the keys the batch touched are recomputed from
+``metrics`` by one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE`` per chunk of keys, in key order (again no
+deadlocks). Leaderboards, ``compare``, ``latest_metrics`` and the metric sort of the experiments list read it.
 """
 
 from __future__ import annotations
@@ -12,17 +17,42 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, bindparam, func, literal_column, select, type_coerce
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    true,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.sql import Select
 
 from airflow_mltrack.errors import NotFoundError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import rows, utcnow
 from airflow_mltrack.store.experiments import ExperimentStore, experiments
-from airflow_mltrack.store.models import EVALUATION_SETS, Metric
+from airflow_mltrack.store.models import EVALUATION_SETS, Metric, MetricLatest
 from airflow_mltrack.store.payloads import MetricRow, dedupe, parse_metrics
 
 metrics = Metric.__table__
+metric_latest = MetricLatest.__table__
+
+LATEST_CHUNK = 500  # metric keys per metric_latest refresh statement (2 bind parameters each)
+_LATEST_COLUMNS = (
+    "experiment_id",
+    "name",
+    "evaluation_set",
+    "step",
+    "value",
+    "min_value",
+    "max_value",
+    "points",
+    "recorded_at",
+)
 
 COPY_THRESHOLD = 500
 _STAGE = "mltrack_metric_stage"
@@ -107,7 +137,29 @@ class MetricStore(ExperimentStore):
             else:
                 self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
                 self._sqlite_upsert(conn, experiment_id, batch)
+            self._refresh_latest(conn, experiment_id, batch)
         return len(batch)
+
+    def _refresh_latest(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+        """Recompute the ``metric_latest`` rows of the keys ``batch`` touched, from ``metrics``.
+
+        Keys go in sorted order (the SELECT is ordered too), so concurrent writers lock rows in one order.
+        """
+        keys = sorted({(r.name, r.evaluation_set) for r in batch})
+        for start in range(0, len(keys), LATEST_CHUNK):
+            chunk = keys[start : start + LATEST_CHUNK]
+            source = self._latest_source(
+                and_(
+                    metrics.c.experiment_id == experiment_id,
+                    tuple_(metrics.c.name, metrics.c.evaluation_set).in_(chunk),
+                )
+            )
+            stmt = self._insert(metric_latest).from_select(list(_LATEST_COLUMNS), source)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["experiment_id", "name", "evaluation_set"],
+                set_={c: stmt.excluded[c] for c in _LATEST_COLUMNS[3:]},
+            )
+            conn.execute(stmt)
 
     def _insert_values(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
         now = utcnow()
@@ -223,9 +275,64 @@ class MetricStore(ExperimentStore):
         with self._read() as conn:
             return _float_rows(rows(conn.execute(query)))
 
+    @staticmethod
+    def _latest_source(where: Any) -> Select:
+        """``metric_latest`` rows recomputed from ``metrics`` for the keys matching ``where``, in key order.
+
+        The same result as ``_final_values`` (step-less value, else the highest step; min, max and count
+        over all rows), computed with a plain aggregate plus one index probe per key for the final row
+        instead of a window that sorts every row of the key.
+        """
+        agg = (
+            select(
+                metrics.c.experiment_id,
+                metrics.c.name,
+                metrics.c.evaluation_set,
+                func.min(metrics.c.value).label("min_value"),
+                func.max(metrics.c.value).label("max_value"),
+                func.count().label("points"),
+                func.max(metrics.c.recorded_at).label("recorded_at"),
+            )
+            .where(where)
+            .group_by(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set)
+            .subquery()
+        )
+        last = metrics.alias("last_row")
+
+        def final(column: str) -> Any:
+            return (
+                select(last.c[column])
+                .where(
+                    last.c.experiment_id == agg.c.experiment_id,
+                    last.c.name == agg.c.name,
+                    last.c.evaluation_set == agg.c.evaluation_set,
+                )
+                .order_by(last.c.step.desc().nulls_first())
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        return (
+            select(
+                agg.c.experiment_id,
+                agg.c.name,
+                agg.c.evaluation_set,
+                final("step").label("step"),
+                final("value").label("value"),
+                agg.c.min_value,
+                agg.c.max_value,
+                agg.c.points,
+                agg.c.recorded_at,
+            )
+            .where(true())  # SQLite: a WHERE keeps INSERT .. SELECT .. ON CONFLICT unambiguous
+            .order_by(agg.c.experiment_id, agg.c.name, agg.c.evaluation_set)
+        )
+
     def _final_values(self, where: Any) -> Select:
         """Per (experiment, metric, split): the final value (step-less, else the highest step),
-        with the best min/max and the number of points."""
+        with the best min/max, the number of points and the last write time: the reference definition
+        of ``metric_latest`` (tests check the table against it); writes refresh the table with
+        ``_latest_source`` and reads use the table."""
         ranked = (
             select(
                 metrics.c.experiment_id,
@@ -248,6 +355,9 @@ class MetricStore(ExperimentStore):
                 func.count()
                 .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
                 .label("points"),
+                func.max(metrics.c.recorded_at)
+                .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
+                .label("recorded_at"),
             )
             .where(where)
             .subquery()
@@ -261,17 +371,31 @@ class MetricStore(ExperimentStore):
             ranked.c.min_value,
             ranked.c.max_value,
             ranked.c.points,
+            ranked.c.recorded_at,
         ).where(ranked.c.rn == 1)
 
     def latest_metrics(self, experiment_id: int) -> list[dict[str, Any]]:
         """The final value of every metric of an experiment, per split, with best min/max."""
         experiment_id = v.entity_id("experiment_id", experiment_id)
-        query = self._final_values(metrics.c.experiment_id == experiment_id)
+        query = self._latest_query().where(metric_latest.c.experiment_id == experiment_id)
         with self._read() as conn:
             found = _float_rows(rows(conn.execute(query)))
             if not found:
                 self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
         return sorted(found, key=lambda r: (r["evaluation_set"], r["name"]))
+
+    @staticmethod
+    def _latest_query() -> Select:
+        return select(
+            metric_latest.c.experiment_id,
+            metric_latest.c.name,
+            metric_latest.c.evaluation_set,
+            metric_latest.c.step,
+            metric_latest.c.value,
+            metric_latest.c.min_value,
+            metric_latest.c.max_value,
+            metric_latest.c.points,
+        )
 
     def _finite(self, column: Any) -> Any:
         if self.is_postgres:
@@ -292,15 +416,7 @@ class MetricStore(ExperimentStore):
         limit = v.integer("limit", limit, minimum=1) or 10
         with self._read() as conn:
             project_id = self._lookup_project_id(conn, project)
-            scoped = and_(
-                metrics.c.name == metric,
-                metrics.c.evaluation_set == split,
-                self._finite(metrics.c.value),
-                metrics.c.experiment_id.in_(
-                    select(experiments.c.experiment_id).where(experiments.c.project_id == project_id)
-                ),
-            )
-            final = self._final_values(scoped).subquery()
+            final = metric_latest
             order = final.c.value.desc() if mode == "max" else final.c.value.asc()
             query = (
                 select(
@@ -315,6 +431,12 @@ class MetricStore(ExperimentStore):
                     final.c.step,
                 )
                 .join(final, final.c.experiment_id == experiments.c.experiment_id)
+                .where(
+                    experiments.c.project_id == project_id,
+                    final.c.name == metric,
+                    final.c.evaluation_set == split,
+                    self._finite(final.c.value),
+                )
                 .order_by(order, experiments.c.experiment_id)
                 .limit(limit)
             )
@@ -349,7 +471,9 @@ class MetricStore(ExperimentStore):
             missing = [i for i in ids if i not in found]
             if missing:
                 raise NotFoundError("experiment_ids", missing, "no experiment with these ids")
-            finals = _float_rows(rows(conn.execute(self._final_values(metrics.c.experiment_id.in_(ids)))))
+            finals = _float_rows(
+                rows(conn.execute(self._latest_query().where(metric_latest.c.experiment_id.in_(ids))))
+            )
         keys = sorted({k for r in found.values() for k in (r["hyperparameters"] or {})})
         params = {k: {i: (found[i]["hyperparameters"] or {}).get(k) for i in ids} for k in keys}
         differing = [k for k, by_id in params.items() if len({repr(x) for x in by_id.values()}) > 1]
@@ -368,4 +492,4 @@ class MetricStore(ExperimentStore):
         }
 
 
-__all__ = ["MetricStore", "metrics"]
+__all__ = ["MetricStore", "metric_latest", "metrics"]

@@ -257,6 +257,38 @@ class Metric(Base):
     )
 
 
+class MetricLatest(Base):
+    """The final value of each (experiment, metric, split), kept in the transaction of every metric write.
+
+    ``value``/``step``: the step-less value if there is one, else the value at the highest step;
+    ``min_value``/``max_value``/``points`` over all of the key's rows. Leaderboards and the metric sort of
+    the experiments list read this table instead of ranking every row of ``metrics``.
+    """
+
+    __tablename__ = "metric_latest"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(METRIC_NAME_LEN), nullable=False)
+    evaluation_set: Mapped[str] = mapped_column(String(50), nullable=False)
+    step: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Double, nullable=False)
+    min_value: Mapped[float] = mapped_column(Double, nullable=False)
+    max_value: Mapped[float] = mapped_column(Double, nullable=False)
+    points: Mapped[int] = mapped_column(Integer, nullable=False)
+    recorded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        PrimaryKeyConstraint("experiment_id", "name", "evaluation_set", name="pk_metric_latest"),
+        ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.experiment_id"],
+            name="fk_metric_latest_experiment",
+            ondelete="CASCADE",
+        ),
+        Index("idx_metric_latest_key_value", "name", "evaluation_set", "value"),
+    )
+
+
 class PreprocessingJob(TimestampMixin, AirflowLinkMixin, Base):
     """Seed 000's PreprocessingJob: one input dataset turned into a derived dataset."""
 
@@ -431,6 +463,7 @@ __all__ = [
     "EndpointModel",
     "Experiment",
     "Metric",
+    "MetricLatest",
     "Model",
     "PreprocessingJob",
     "Project",

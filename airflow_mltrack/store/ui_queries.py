@@ -19,7 +19,7 @@ from airflow_mltrack.store.base import rows
 from airflow_mltrack.store.catalog import datasets, models, projects
 from airflow_mltrack.store.deployments import endpoint_models, endpoints
 from airflow_mltrack.store.experiments import experiments
-from airflow_mltrack.store.metrics import _float_rows, metrics
+from airflow_mltrack.store.metrics import _float_rows, metric_latest
 from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
 from airflow_mltrack.store.preprocessing import jobs
 from airflow_mltrack.store.tags import tag_assignments, tags_t
@@ -165,11 +165,14 @@ def experiment_page(
     )
     if sort_key is not None:
         split, name = sort_key
-        final = store._final_values(
-            and_(metrics.c.name == name, metrics.c.evaluation_set == split)
-        ).subquery()
+        final = metric_latest
         query = query.add_columns(final.c.value.label("sort_value")).outerjoin(
-            final, final.c.experiment_id == experiments.c.experiment_id
+            final,
+            and_(
+                final.c.experiment_id == experiments.c.experiment_id,
+                final.c.name == name,
+                final.c.evaluation_set == split,
+            ),
         )
         # Missing values last, then NaN (PostgreSQL would sort it above every number), then the rest.
         rank = case((final.c.value.is_(None), 2), (not_(store._finite(final.c.value)), 1), else_=0)
@@ -212,11 +215,12 @@ def metric_keys(
     store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
 ) -> list[dict[str, str]]:
     """Distinct (evaluation_set, metric name) pairs logged in a project (or anywhere): the sort choices."""
+    # metric_latest has one row per (experiment, metric, split): far fewer rows than metrics.
     query = (
-        select(metrics.c.evaluation_set, metrics.c.name)
-        .join(experiments, experiments.c.experiment_id == metrics.c.experiment_id)
+        select(metric_latest.c.evaluation_set, metric_latest.c.name)
+        .join(experiments, experiments.c.experiment_id == metric_latest.c.experiment_id)
         .distinct()
-        .order_by(metrics.c.evaluation_set, metrics.c.name)
+        .order_by(metric_latest.c.evaluation_set, metric_latest.c.name)
     )
     if project:
         query = query.join(projects, projects.c.project_id == experiments.c.project_id).where(
