@@ -100,7 +100,10 @@ def number(field: str, value: Any, *, finite: bool = False) -> float:
             raise MLTrackError(field, value, f"must be a number, not {type(value).__name__}") from None
         if isinstance(value, bool | complex):
             raise MLTrackError(field, value, "must be a real number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise MLTrackError(field, value, "is too large for a double-precision number") from None
     if finite and not math.isfinite(value):
         raise MLTrackError(field, value, "must be a finite number")
     return value
