@@ -18,6 +18,7 @@ Usage: python benchmarks/ui_bench.py [--experiments 100000] [--metrics 10000000]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -41,7 +42,7 @@ os.environ.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from airflow_mltrack.store.migrations import upgrade  # noqa: E402
+from airflow_mltrack.store.migrations import migrations_dir, upgrade  # noqa: E402
 from tests.support.pgserver import TempPostgres  # noqa: E402
 from tests.ui.conftest import auth_env  # noqa: E402
 
@@ -145,26 +146,14 @@ SELECT ((e - 1) * 10 + (m - 1) * 2 + (s - 1))::bigint * {S} + st,
 FROM generate_series(1, {N}) e, generate_series(1, 5) m, generate_series(1, 2) s, generate_series(1, {S}) st
 """
 
-# metric_latest as the store keeps it (the fill of migrations/versions/0002_metric_latest.py).
-SEED_LATEST = """
-TRUNCATE metric_latest;
-INSERT INTO metric_latest
-    (experiment_id, name, evaluation_set, step, value, min_value, max_value, points, recorded_at)
-SELECT experiment_id, name, evaluation_set, step, value, min_value, max_value, points, recorded_at
-FROM (
-    SELECT experiment_id, name, evaluation_set, step, value,
-           row_number() OVER (
-               PARTITION BY experiment_id, name, evaluation_set
-               ORDER BY (step IS NULL) DESC, step DESC
-           ) AS rn,
-           min(value) OVER (PARTITION BY experiment_id, name, evaluation_set) AS min_value,
-           max(value) OVER (PARTITION BY experiment_id, name, evaluation_set) AS max_value,
-           count(*) OVER (PARTITION BY experiment_id, name, evaluation_set) AS points,
-           max(recorded_at) OVER (PARTITION BY experiment_id, name, evaluation_set) AS recorded_at
-    FROM metrics
-) ranked
-WHERE rn = 1
-"""
+
+def _latest_fill_sql() -> str:
+    """The fill of revision 0002 (metric_latest as the store keeps it), loaded from the migration itself."""
+    path = migrations_dir() / "versions" / "0002_metric_latest.py"
+    spec = importlib.util.spec_from_file_location("mltrack_migration_0002", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return "TRUNCATE metric_latest;\n" + module.FILL
 
 
 def seed(pg: TempPostgres, db: str, n: int, m: int, console: Console) -> dict[str, float]:
@@ -219,7 +208,7 @@ def seed(pg: TempPostgres, db: str, n: int, m: int, console: Console) -> dict[st
         console.print(f"rebuilt metrics indexes/constraints in {times['metrics indexes + constraints']:.1f}s")
 
         t0 = time.perf_counter()
-        conn.execute(SEED_LATEST)
+        conn.execute(_latest_fill_sql())
         conn.commit()
         times["metric_latest"] = time.perf_counter() - t0
         console.print(f"filled metric_latest in {times['metric_latest']:.1f}s")

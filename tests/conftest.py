@@ -127,6 +127,22 @@ def tracking_url(request: pytest.FixtureRequest, tmp_path):
 
 
 @pytest.fixture
+def tracking_pg(pg_server: TempPostgres, pg_template: str, request: pytest.FixtureRequest, monkeypatch):
+    """URL of a fresh PostgreSQL tracking store at head, registered as Airflow connection ``mltrack_default``
+    (``AIRFLOW_CONN_MLTRACK_DEFAULT``), so DAGs under test write to it."""
+    import json
+
+    name = _db_name(request, prefix="af")
+    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLTRACK_DEFAULT", json.dumps({"conn_type": "mltrack", "extra": {"url": url}})
+    )
+    yield url
+    _dispose_engines()
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
 def store(tracking_url: str):
     """A ``TrackingStore`` on ``tracking_url`` (both backends)."""
     from airflow_mltrack.store import TrackingStore

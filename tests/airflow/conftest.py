@@ -9,7 +9,6 @@ from the migrated template) as connection ``mltrack_default``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -51,21 +50,6 @@ def airflow_db() -> str:
     seconds = migrate_once()
     print(f"airflow db migrate: {seconds:.1f}s in {os.environ['AIRFLOW_HOME']}")
     return os.environ["AIRFLOW_HOME"]
-
-
-@pytest.fixture
-def tracking_pg(pg_server, pg_template, request, monkeypatch) -> str:
-    """A fresh, migrated PostgreSQL tracking store as Airflow connection ``mltrack_default``."""
-    from tests.conftest import _db_name, _dispose_engines
-
-    name = _db_name(request, prefix="af")
-    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLTRACK_DEFAULT", json.dumps({"conn_type": "mltrack", "extra": {"url": url}})
-    )
-    yield url
-    _dispose_engines()
-    pg_server.drop_database(name)
 
 
 @pytest.fixture

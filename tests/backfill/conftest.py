@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -70,28 +69,17 @@ def airflow_db(_bundle_folder):
 
 
 @pytest.fixture
-def pg_tracking_url(pg_server, pg_template, request):
-    """A fresh PostgreSQL tracking database at head (copied from the session template)."""
-    from airflow_mltrack.store.engine import dispose_engines
-
-    name = f"bf_{request.node.name.lower()[:30]}_{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
-    name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
-    yield url
-    dispose_engines()
-    pg_server.drop_database(name)
+def pg_tracking_url(tracking_pg):
+    """A fresh PostgreSQL tracking database at head, also connection ``mltrack_default``."""
+    return tracking_pg
 
 
 @pytest.fixture
-def tracking(pg_tracking_url, monkeypatch):
+def tracking(tracking_pg):
     """The TrackingStore that tasks reach through ``mltrack_default`` (AIRFLOW_CONN_MLTRACK_DEFAULT)."""
     from airflow_mltrack.store import TrackingStore
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLTRACK_DEFAULT",
-        json.dumps({"conn_type": "mltrack", "extra": {"url": pg_tracking_url}}),
-    )
-    return TrackingStore.from_url(pg_tracking_url)
+    return TrackingStore.from_url(tracking_pg)
 
 
 def load_dag(folder: Path, dag_id: str):

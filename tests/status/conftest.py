@@ -7,7 +7,6 @@ a fresh PostgreSQL database per test (copied from the migrated template) as ``ml
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -39,19 +38,11 @@ def status_airflow_db() -> str:
 
 
 @pytest.fixture
-def status_store(pg_server, pg_template, request, monkeypatch):
-    """A fresh tracking store (PostgreSQL) as connection ``mltrack_default``; yields the TrackingStore."""
+def status_store(tracking_pg):
+    """The TrackingStore behind connection ``mltrack_default`` (a fresh PostgreSQL database)."""
     from airflow_mltrack.store import TrackingStore
-    from tests.conftest import _db_name, _dispose_engines
 
-    name = _db_name(request, prefix="st")
-    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLTRACK_DEFAULT", json.dumps({"conn_type": "mltrack", "extra": {"url": url}})
-    )
-    yield TrackingStore.from_url(url)
-    _dispose_engines()
-    pg_server.drop_database(name)
+    return TrackingStore.from_url(tracking_pg)
 
 
 _DAGBAG: dict[str, Any] = {}
