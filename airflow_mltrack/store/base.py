@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -55,7 +56,7 @@ class StoreBase:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except IntegrityError as exc:
+        except (IntegrityError, psycopg.IntegrityError) as exc:  # the latter from raw COPY cursors
             raise _integrity_error(exc, known) from exc
 
     @contextmanager
@@ -149,9 +150,10 @@ def _touch(table: Table) -> dict[str, Any]:
     return {"updated_at": utcnow()} if "updated_at" in table.c else {}
 
 
-def _integrity_error(exc: IntegrityError, known: Mapping[str, Any]) -> MLTrackError:
-    text = str(exc.orig)
-    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+def _integrity_error(exc: IntegrityError | psycopg.IntegrityError, known: Mapping[str, Any]) -> MLTrackError:
+    orig = exc.orig if isinstance(exc, IntegrityError) else exc
+    text = str(orig)
+    constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
     for name, field in _CONSTRAINT_FIELDS.items():
         if constraint == name or name in text:
             value = known.get(field, _param(exc, field))
@@ -161,8 +163,8 @@ def _integrity_error(exc: IntegrityError, known: Mapping[str, Any]) -> MLTrackEr
     return MLTrackError(constraint or "row", None, f"refused by the database: {text.splitlines()[0]}")
 
 
-def _param(exc: IntegrityError, field: str) -> Any:
-    params = exc.params
+def _param(exc: IntegrityError | psycopg.IntegrityError, field: str) -> Any:
+    params = getattr(exc, "params", None)
     if isinstance(params, Mapping):
         return params.get(field)
     return None

@@ -1,14 +1,16 @@
 """Metric writes (one transaction per batch, upsert on the metric key) and metric reads.
 
-PostgreSQL: batches of ``COPY_THRESHOLD`` rows or more go through binary COPY into a temporary staging
-table, then one ``INSERT .. SELECT .. ORDER BY key ON CONFLICT DO UPDATE``; smaller batches are a single
-multi-row INSERT. SQLite: executemany of an upsert. Rows are deduplicated and written in key order, so
-two writers of the same experiment lock rows in the same order and cannot deadlock.
+PostgreSQL: batches of ``COPY_THRESHOLD`` rows or more go through binary COPY, straight into ``metrics``
+when every key only grows past its stored steps, else into a temporary staging table and one
+``INSERT .. SELECT .. ORDER BY key ON CONFLICT DO UPDATE``; smaller batches are one multi-row upsert.
+SQLite: executemany. Rows are deduplicated and written in key order, so two writers of the same
+experiment lock rows in the same order and cannot deadlock.
 
-Every write also refreshes ``metric_latest`` (the final value, min, max and count of points per
-(experiment, metric, split)) in the same transaction: the keys the batch touched are recomputed from
-``metrics`` by one ``INSERT .. SELECT .. ON CONFLICT DO UPDATE`` per chunk of keys, in key order (again no
-deadlocks). Leaderboards, ``compare``, ``latest_metrics`` and the metric sort of the experiments list read it.
+Every write also keeps ``metric_latest`` (the final value, min, max and count of points per (experiment,
+metric, split)) in the same transaction: the batch's own per-key summary is folded in with one upsert per
+chunk of keys (in key order: again no deadlocks), and only keys whose stored rows the batch replaced are
+recomputed from ``metrics``. Leaderboards, ``compare``, ``latest_metrics`` and the metric sort of the
+experiments list read it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Connection,
     String,
     and_,
     bindparam,
+    case,
     func,
     literal_column,
+    or_,
     select,
     true,
     tuple_,
@@ -36,7 +41,7 @@ from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import rows, utcnow
 from airflow_mltrack.store.experiments import ExperimentStore, experiments
 from airflow_mltrack.store.models import EVALUATION_SETS, Metric, MetricLatest
-from airflow_mltrack.store.payloads import MetricRow, dedupe, parse_metrics
+from airflow_mltrack.store.payloads import KeySummary, MetricRow, dedupe, parse_metrics, summarize
 
 metrics = Metric.__table__
 metric_latest = MetricLatest.__table__
@@ -64,13 +69,29 @@ _STAGE_DDL = (
 _STAGE_COPY = (
     "COPY mltrack_metric_stage (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
 )
+_METRICS_COPY = "COPY metrics (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
+# Merge the staged rows in key order; answer the keys where a stored row was replaced (xmax <> 0 on the
+# row an INSERT .. ON CONFLICT DO UPDATE returns means it updated rather than inserted).
 _STAGE_MERGE = (
+    "WITH written AS ("
     "INSERT INTO metrics (experiment_id, name, value, step, evaluation_set, recorded_at) "
     "SELECT experiment_id, name, value, step, evaluation_set, now() FROM mltrack_metric_stage "
     "ORDER BY experiment_id, name, evaluation_set, step NULLS FIRST "
     "ON CONFLICT ON CONSTRAINT uq_metric_experiment_name_step_evalset "
-    "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at"
+    "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at "
+    "RETURNING name, evaluation_set, xmax <> 0 AS replaced) "
+    "SELECT name, evaluation_set FROM written GROUP BY name, evaluation_set HAVING bool_or(replaced) "
+    "ORDER BY name, evaluation_set"
 )
+_REPLACED = literal_column("xmax <> 0").label("replaced")
+
+
+def _copy_rows(cur: Any, statement: str, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(["int4", "varchar", "float8", "int4", "varchar"])
+        write = copy.write_row
+        for r in batch:
+            write((experiment_id, r.name, r.value, r.step, r.evaluation_set))
 
 
 def _as_float(value: Any) -> Any:
@@ -93,6 +114,11 @@ def _float_rows(
 def _sqlite_value(value: float) -> float | str:
     # SQLite turns a bound NaN into NULL; keep it as the text 'NaN', which reads back as float('nan').
     return "NaN" if math.isnan(value) else value
+
+
+def _sqlite_bind(value: float) -> Any:
+    """``_sqlite_value`` as an untyped bind, for a cell of a multi-row VALUES."""
+    return type_coerce(_sqlite_value(value), String())
 
 
 class MetricStore(ExperimentStore):
@@ -125,43 +151,35 @@ class MetricStore(ExperimentStore):
         return self.log_metrics(experiment_id, {name: value}, evaluation_set=evaluation_set, step=step)
 
     def log_metric_rows(self, experiment_id: int, batch: Sequence[MetricRow]) -> int:
-        """Write already-parsed, deduplicated rows (see ``payloads.dedupe``)."""
+        """Write already-parsed, deduplicated rows (see ``payloads.dedupe``) and keep ``metric_latest``.
+
+        ``metric_latest`` is advanced from the batch itself (min, max, count, final row), which is exact
+        when every row is new; keys whose stored rows the batch overwrote are then recomputed from
+        ``metrics``. The advance also locks those ``metric_latest`` rows (in key order) before the
+        recomputation reads, so a concurrent writer's committed rows are always counted.
+        """
         if not batch:
             return 0
+        summary = summarize(batch)
         with self._write(experiment_id=experiment_id) as conn:
             if self.is_postgres:
                 if len(batch) >= COPY_THRESHOLD:
-                    self._copy_merge(conn, experiment_id, batch)
+                    overwritten = self._pg_copy(conn, experiment_id, batch, summary)
                 else:
-                    self._insert_values(conn, experiment_id, batch)
+                    overwritten = self._pg_upsert(conn, experiment_id, batch)
             else:
                 self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
-                self._sqlite_upsert(conn, experiment_id, batch)
-            self._refresh_latest(conn, experiment_id, batch)
+                overwritten = self._sqlite_write(conn, experiment_id, batch, summary)
+            self._advance_latest(conn, experiment_id, summary)
+            if overwritten:
+                self._refresh_latest(conn, experiment_id, overwritten)
         return len(batch)
 
-    def _refresh_latest(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
-        """Recompute the ``metric_latest`` rows of the keys ``batch`` touched, from ``metrics``.
-
-        Keys go in sorted order (the SELECT is ordered too), so concurrent writers lock rows in one order.
-        """
-        keys = sorted({(r.name, r.evaluation_set) for r in batch})
-        for start in range(0, len(keys), LATEST_CHUNK):
-            chunk = keys[start : start + LATEST_CHUNK]
-            source = self._latest_source(
-                and_(
-                    metrics.c.experiment_id == experiment_id,
-                    tuple_(metrics.c.name, metrics.c.evaluation_set).in_(chunk),
-                )
-            )
-            stmt = self._insert(metric_latest).from_select(list(_LATEST_COLUMNS), source)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["experiment_id", "name", "evaluation_set"],
-                set_={c: stmt.excluded[c] for c in _LATEST_COLUMNS[3:]},
-            )
-            conn.execute(stmt)
-
-    def _insert_values(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+    # -- PostgreSQL ---------------------------------------------------------------------------------
+    def _pg_upsert(
+        self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]
+    ) -> list[tuple[str, str]]:
+        """One multi-row upsert; returns the keys where it replaced a stored row (``xmax <> 0``)."""
         now = utcnow()
         stmt = self._insert(metrics).values(
             [
@@ -179,60 +197,165 @@ class MetricStore(ExperimentStore):
         stmt = stmt.on_conflict_do_update(
             constraint="uq_metric_experiment_name_step_evalset",
             set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
-        )
-        conn.execute(stmt)
+        ).returning(metrics.c.name, metrics.c.evaluation_set, _REPLACED)
+        return sorted({(name, split) for name, split, replaced in conn.execute(stmt) if replaced})
 
-    def _copy_merge(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+    def _pg_copy(
+        self,
+        conn: Connection,
+        experiment_id: int,
+        batch: Sequence[MetricRow],
+        summary: Sequence[KeySummary],
+    ) -> list[tuple[str, str]]:
+        """Binary COPY. Straight into ``metrics`` when ``metric_latest`` shows every key only grows past
+        its stored steps (a training loop, a new experiment): no staging, no sort, no conflict handling.
+        If a concurrent writer of the same keys makes the unique index refuse, or the batch rewrites
+        steps, COPY into a staging table and one ordered ``INSERT .. ON CONFLICT`` instead."""
         dbapi = conn.connection.driver_connection
+        if self._appends_only(conn, experiment_id, summary):
+            try:
+                with conn.begin_nested(), dbapi.cursor() as cur:
+                    _copy_rows(cur, _METRICS_COPY, experiment_id, batch)
+                return []
+            except psycopg.errors.UniqueViolation:
+                pass  # rolled back to the savepoint; merge instead
         info = conn.connection.info
         with dbapi.cursor() as cur:
             if not info.get(_STAGE):
                 cur.execute(_STAGE_DDL)
                 info[_STAGE] = True
-            with cur.copy(_STAGE_COPY) as copy:
-                copy.set_types(["int4", "varchar", "float8", "int4", "varchar"])
-                for r in batch:
-                    copy.write_row((experiment_id, r.name, r.value, r.step, r.evaluation_set))
+            _copy_rows(cur, _STAGE_COPY, experiment_id, batch)
             cur.execute(_STAGE_MERGE)
+            return [(name, split) for name, split in cur.fetchall()]
 
-    def _sqlite_upsert(self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+    def _appends_only(self, conn: Connection, experiment_id: int, summary: Sequence[KeySummary]) -> bool:
+        """True if each key of the batch is new, or has steps that all lie past its stored final step."""
+        keys = [(s.name, s.evaluation_set) for s in summary]
+        stored: dict[tuple[str, str], int | None] = {}
+        latest = metric_latest.c
+        for start in range(0, len(keys), LATEST_CHUNK):
+            query = select(latest.name, latest.evaluation_set, latest.step).where(
+                latest.experiment_id == experiment_id,
+                tuple_(latest.name, latest.evaluation_set).in_(keys[start : start + LATEST_CHUNK]),
+            )
+            stored.update({(name, split): step for name, split, step in conn.execute(query)})
+        for s in summary:
+            key = (s.name, s.evaluation_set)
+            if key in stored:
+                last = stored[key]
+                if last is None or s.first_step is None or s.first_step <= last:
+                    return False
+        return True
+
+    # -- SQLite -------------------------------------------------------------------------------------
+    def _sqlite_write(
+        self,
+        conn: Connection,
+        experiment_id: int,
+        batch: Sequence[MetricRow],
+        summary: Sequence[KeySummary],
+    ) -> list[tuple[str, str]]:
+        """Insert the new rows (``ON CONFLICT DO NOTHING``); if any key existed, upsert the whole batch and
+        report all its keys as overwritten (SQLite has one writer at a time, so this is exact)."""
         now = utcnow()
-        stepped = [r for r in batch if r.step is not None]
-        stepless = [r for r in batch if r.step is None]
+        params = [
+            {
+                "experiment_id": experiment_id,
+                "name": r.name,
+                "value": _sqlite_value(r.value),
+                "step": r.step,
+                "evaluation_set": r.evaluation_set,
+                "recorded_at": now,
+            }
+            for r in batch
+        ]
+        if conn.execute(self._sqlite_insert().on_conflict_do_nothing(), params).rowcount == len(batch):
+            return []
+        stepped = [p for p in params if p["step"] is not None]
+        stepless = [p for p in params if p["step"] is None]
         for group, elements, where in (
             (stepped, ["experiment_id", "name", "step", "evaluation_set"], None),
             (stepless, ["experiment_id", "name", "evaluation_set"], metrics.c.step.is_(None)),
         ):
-            if not group:
-                continue
-            # value is bound untyped so a NaN can travel as the text 'NaN' (see _sqlite_value).
-            stmt = self._insert(metrics).values(
-                experiment_id=bindparam("experiment_id"),
-                name=bindparam("name"),
-                value=type_coerce(bindparam("value"), String()),
-                step=bindparam("step"),
-                evaluation_set=bindparam("evaluation_set"),
-                recorded_at=bindparam("recorded_at"),
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=elements,
-                index_where=where,
-                set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
-            )
-            conn.execute(
-                stmt,
+            if group:
+                stmt = self._sqlite_insert()
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=elements,
+                    index_where=where,
+                    set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
+                )
+                conn.execute(stmt, group)
+        return [(s.name, s.evaluation_set) for s in summary]
+
+    def _sqlite_insert(self) -> Any:
+        # value is bound untyped so a NaN can travel as the text 'NaN' (see _sqlite_value).
+        return self._insert(metrics).values(
+            experiment_id=bindparam("experiment_id"),
+            name=bindparam("name"),
+            value=type_coerce(bindparam("value"), String()),
+            step=bindparam("step"),
+            evaluation_set=bindparam("evaluation_set"),
+            recorded_at=bindparam("recorded_at"),
+        )
+
+    # -- metric_latest ------------------------------------------------------------------------------
+    def _advance_latest(self, conn: Connection, experiment_id: int, summary: Sequence[KeySummary]) -> None:
+        """Fold the batch's per-key summary into ``metric_latest`` (one upsert per chunk, in key order)."""
+        now = utcnow()
+        value = float if self.is_postgres else _sqlite_bind
+        least = func.least if self.is_postgres else func.min
+        greatest = func.greatest if self.is_postgres else func.max
+        old = metric_latest.c
+        for start in range(0, len(summary), LATEST_CHUNK):
+            stmt = self._insert(metric_latest).values(
                 [
                     {
                         "experiment_id": experiment_id,
-                        "name": r.name,
-                        "value": _sqlite_value(r.value),
-                        "step": r.step,
-                        "evaluation_set": r.evaluation_set,
+                        "name": s.name,
+                        "evaluation_set": s.evaluation_set,
+                        "step": s.final_step,
+                        "value": value(s.final_value),
+                        "min_value": value(s.min_value),
+                        "max_value": value(s.max_value),
+                        "points": s.points,
                         "recorded_at": now,
                     }
-                    for r in group
-                ],
+                    for s in summary[start : start + LATEST_CHUNK]
+                ]
             )
+            new = stmt.excluded
+            # The batch's final row wins if it is step-less, or if the stored one has a step at most its own.
+            wins = or_(new.step.is_(None), and_(old.step.is_not(None), new.step >= old.step))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["experiment_id", "name", "evaluation_set"],
+                set_={
+                    "step": case((wins, new.step), else_=old.step),
+                    "value": case((wins, new.value), else_=old.value),
+                    "min_value": least(old.min_value, new.min_value),
+                    "max_value": greatest(old.max_value, new.max_value),
+                    "points": old.points + new.points,
+                    "recorded_at": new.recorded_at,
+                },
+            )
+            conn.execute(stmt)
+
+    def _refresh_latest(self, conn: Connection, experiment_id: int, keys: Sequence[tuple[str, str]]) -> None:
+        """Recompute the ``metric_latest`` rows of ``keys`` from ``metrics`` (in key order)."""
+        keys = sorted(keys)
+        for start in range(0, len(keys), LATEST_CHUNK):
+            chunk = keys[start : start + LATEST_CHUNK]
+            source = self._latest_source(
+                and_(
+                    metrics.c.experiment_id == experiment_id,
+                    tuple_(metrics.c.name, metrics.c.evaluation_set).in_(chunk),
+                )
+            )
+            stmt = self._insert(metric_latest).from_select(list(_LATEST_COLUMNS), source)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["experiment_id", "name", "evaluation_set"],
+                set_={c: stmt.excluded[c] for c in _LATEST_COLUMNS[3:]},
+            )
+            conn.execute(stmt)
 
     # -- reads --------------------------------------------------------------------------------------
     def metric_history(

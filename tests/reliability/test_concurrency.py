@@ -14,7 +14,7 @@ import multiprocessing
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.models import Dataset, Experiment, Metric, MetricLatest, Model
@@ -125,6 +125,20 @@ def check_round(store, writers, round_, shared_ids, dataset_id, model_id, linked
                 MetricLatest.__table__.c.experiment_id, func.sum(MetricLatest.__table__.c.points)
             ).group_by(MetricLatest.__table__.c.experiment_id)
         ).all()
+        columns = (
+            "experiment_id",
+            "name",
+            "evaluation_set",
+            "step",
+            "value",
+            "min_value",
+            "max_value",
+            "points",
+        )
+        kept = {tuple(r[c] for c in columns) for r in conn.execute(select(MetricLatest.__table__)).mappings()}
+        reference = {
+            tuple(r[c] for c in columns) for r in conn.execute(store._final_values(true())).mappings()
+        }
     assert (n_datasets, n_models) == (1, 1)
     # 4 shared + 1 linked (16 racing creators) + 16 unlinked per round (an unlinked create always inserts).
     assert n_experiments == SHARED + 1 + (WRITERS // 2) * round_
@@ -143,6 +157,7 @@ def check_round(store, writers, round_, shared_ids, dataset_id, model_id, linked
         assert first <= step < first + w.STEPS_PER_WRITER
     assert {shared_ids.index(e): k for e, k in by_exp.items()} == keys
     assert dict(latest) == {shared_ids[i]: len(keys[i]) for i in range(SHARED)}  # summary agrees
+    assert kept == reference  # final value, min, max and points: as if recomputed from every row
 
     rate = WRITERS * PER_WRITER / elapsed
     slowest = max(o["seconds"] for o in outcomes)

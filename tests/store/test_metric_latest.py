@@ -166,3 +166,51 @@ def test_deleting_an_experiment_cascades(experiments):
         conn.execute(delete(Experiment.__table__).where(Experiment.__table__.c.experiment_id == first))
     assert set(stored(store)) == {(second, "loss", "test")}
     assert same(stored(store), recomputed(store))
+
+
+def _curve(name: str, steps: range, scale: float = 1.0) -> list[dict[str, Any]]:
+    return [{"name": name, "value": scale * s, "step": s, "evaluation_set": "train"} for s in steps]
+
+
+def test_bulk_appends_gap_fills_and_rewrites(experiments):
+    """COPY-sized batches that append past the stored steps (PostgreSQL: straight into metrics), fill a
+    gap below them, rewrite stored steps, and add a step-less value: metric_latest stays exact."""
+    store, (first, _) = experiments
+    size = COPY_THRESHOLD + 100
+    store.log_metrics(first, _curve("loss", range(size, 2 * size)))  # a new key
+    store.log_metrics(first, _curve("loss", range(2 * size, 3 * size)))  # appends past the stored final
+    assert same(stored(store), recomputed(store))
+    store.log_metrics(first, _curve("loss", range(0, size)))  # fills the steps below
+    assert same(stored(store), recomputed(store))
+    store.log_metrics(first, _curve("loss", range(size // 2, size + size // 2), scale=-1.0))  # rewrites
+    assert same(stored(store), recomputed(store))
+    store.log_metrics(first, [{"name": "loss", "value": 42.0, "evaluation_set": "train"}])
+    assert same(stored(store), recomputed(store))
+    step, value, low, high, points = stored(store)[(first, "loss", "train")]
+    assert (step, value, points) == (None, 42.0, 3 * size + 1)
+    assert low == -(size + size // 2 - 1) and high == 3 * size - 1
+
+
+def test_bulk_append_falls_back_when_metric_latest_is_behind(experiments):
+    """If another writer's rows are not in metric_latest yet (simulated by deleting its row), the direct
+    COPY meets the unique index, rolls back to its savepoint and merges: nothing lost or doubled."""
+    store, (first, _) = experiments
+    size = COPY_THRESHOLD + 10
+    store.log_metrics(first, _curve("acc", range(size)))
+    with store.engine.begin() as conn:
+        conn.execute(delete(metric_latest))
+    store.log_metrics(first, _curve("acc", range(size), scale=2.0))
+    with store.engine.connect() as conn:
+        values = sorted(_num(v) for v in conn.execute(select(metrics.c.value)).scalars())
+    assert values == [2.0 * s for s in range(size)]
+    assert same(stored(store), recomputed(store))
+
+
+@pytest.mark.parametrize("size", [10, COPY_THRESHOLD + 1])
+def test_unknown_experiment_is_named_on_every_path(store: TrackingStore, size: int):
+    from airflow_mltrack.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="experiment_id=987654"):
+        store.log_metrics(987654, _curve("loss", range(size)))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(metrics.c.metric_id)).first() is None
