@@ -89,9 +89,7 @@ class ExperimentStore(CatalogStore):
             **link,
         }
         with self._write() as conn:
-            project_id = self._project_id(conn, project)
-            self._check_same_project(conn, project_id, model_id, dataset_id)
-            values["project_id"] = project_id
+            values["project_id"] = self._parents(conn, project, model_id, dataset_id)
             if link["dag_id"] is None:
                 experiment_id = int(
                     conn.execute(
@@ -129,21 +127,35 @@ class ExperimentStore(CatalogStore):
             )
         return func.json_patch(func.coalesce(current, "{}"), func.coalesce(new, "{}"))
 
-    def _check_same_project(self, conn: Connection, project_id: int, model_id: int, dataset_id: int) -> None:
-        model_project = conn.execute(
-            select(models.c.project_id).where(models.c.model_id == model_id)
-        ).scalar_one_or_none()
+    def _parents(self, conn: Connection, project: ProjectRef, model_id: int, dataset_id: int) -> int:
+        """The project id of a new experiment, after checking its model and dataset belong to it.
+
+        One SELECT in the usual case (project, model and dataset exist); a project named for the
+        first time is then created.
+        """
+        by_id = isinstance(project, int) and not isinstance(project, bool)
+        project_key = projects.c.project_id if by_id else projects.c.name
+        if not by_id:
+            project = v.name("project", project, NAME_LEN) or ""
+        found = conn.execute(
+            select(
+                select(projects.c.project_id).where(project_key == project).scalar_subquery(),
+                select(models.c.project_id).where(models.c.model_id == model_id).scalar_subquery(),
+                select(datasets.c.project_id).where(datasets.c.dataset_id == dataset_id).scalar_subquery(),
+            )
+        ).one()
+        project_id, model_project, dataset_project = found
         if model_project is None:
             raise NotFoundError("model_id", model_id, "no model with this id")
-        dataset_project = conn.execute(
-            select(datasets.c.project_id).where(datasets.c.dataset_id == dataset_id)
-        ).scalar_one_or_none()
         if dataset_project is None:
             raise NotFoundError("dataset_id", dataset_id, "no dataset with this id")
+        if project_id is None:
+            project_id = self._project_id(conn, project)  # a new name is created; a missing id refused
         if model_project != project_id:
             raise MLTrackError("model_id", model_id, "belongs to another project")
         if dataset_project != project_id:
             raise MLTrackError("dataset_id", dataset_id, "belongs to another project")
+        return int(project_id)
 
     # -- status -------------------------------------------------------------------------------------
     def set_status(self, experiment_id: int, status: str, error: str | None = None) -> str:

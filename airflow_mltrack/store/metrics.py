@@ -30,6 +30,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     tuple_,
     type_coerce,
@@ -83,7 +84,33 @@ _STAGE_MERGE = (
     "SELECT name, evaluation_set FROM written GROUP BY name, evaluation_set HAVING bool_or(replaced) "
     "ORDER BY name, evaluation_set"
 )
-_REPLACED = literal_column("xmax <> 0").label("replaced")
+# Small batches on PostgreSQL: the rows travel as arrays, unnested in key order (the order of the batch).
+_PG_UPSERT = text(
+    "INSERT INTO metrics (experiment_id, name, value, step, evaluation_set, recorded_at) "
+    "SELECT :experiment_id, u.name, u.value, u.step, u.evaluation_set, :now "
+    "FROM unnest(CAST(:names AS varchar[]), CAST(:values AS float8[]), CAST(:steps AS integer[]), "
+    "CAST(:splits AS varchar[])) WITH ORDINALITY AS u (name, value, step, evaluation_set, i) ORDER BY u.i "
+    "ON CONFLICT ON CONSTRAINT uq_metric_experiment_name_step_evalset "
+    "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at "
+    "RETURNING name, evaluation_set, xmax <> 0"
+)
+# Fold per-key batch summaries into metric_latest (see MetricStore._advance_latest), in key order.
+_PG_ADVANCE = text(
+    "INSERT INTO metric_latest AS old "
+    "(experiment_id, name, evaluation_set, step, value, min_value, max_value, points, recorded_at) "
+    "SELECT :experiment_id, u.name, u.evaluation_set, u.step, u.value, u.min_value, u.max_value, u.points, :now "
+    "FROM unnest(CAST(:names AS varchar[]), CAST(:splits AS varchar[]), CAST(:steps AS integer[]), "
+    "CAST(:values AS float8[]), CAST(:mins AS float8[]), CAST(:maxes AS float8[]), CAST(:points AS integer[])) "
+    "WITH ORDINALITY AS u (name, evaluation_set, step, value, min_value, max_value, points, i) ORDER BY u.i "
+    "ON CONFLICT (experiment_id, name, evaluation_set) DO UPDATE SET "
+    "step = CASE WHEN EXCLUDED.step IS NULL OR (old.step IS NOT NULL AND EXCLUDED.step >= old.step) "
+    "THEN EXCLUDED.step ELSE old.step END, "
+    "value = CASE WHEN EXCLUDED.step IS NULL OR (old.step IS NOT NULL AND EXCLUDED.step >= old.step) "
+    "THEN EXCLUDED.value ELSE old.value END, "
+    "min_value = least(old.min_value, EXCLUDED.min_value), "
+    "max_value = greatest(old.max_value, EXCLUDED.max_value), "
+    "points = old.points + EXCLUDED.points, recorded_at = EXCLUDED.recorded_at"
+)
 
 
 def _copy_rows(cur: Any, statement: str, experiment_id: int, batch: Sequence[MetricRow]) -> None:
@@ -114,11 +141,6 @@ def _float_rows(
 def _sqlite_value(value: float) -> float | str:
     # SQLite turns a bound NaN into NULL; keep it as the text 'NaN', which reads back as float('nan').
     return "NaN" if math.isnan(value) else value
-
-
-def _sqlite_bind(value: float) -> Any:
-    """``_sqlite_value`` as an untyped bind, for a cell of a multi-row VALUES."""
-    return type_coerce(_sqlite_value(value), String())
 
 
 class MetricStore(ExperimentStore):
@@ -179,26 +201,20 @@ class MetricStore(ExperimentStore):
     def _pg_upsert(
         self, conn: Connection, experiment_id: int, batch: Sequence[MetricRow]
     ) -> list[tuple[str, str]]:
-        """One multi-row upsert; returns the keys where it replaced a stored row (``xmax <> 0``)."""
-        now = utcnow()
-        stmt = self._insert(metrics).values(
-            [
-                {
-                    "experiment_id": experiment_id,
-                    "name": r.name,
-                    "value": r.value,
-                    "step": r.step,
-                    "evaluation_set": r.evaluation_set,
-                    "recorded_at": now,
-                }
-                for r in batch
-            ]
+        """One upsert of the whole batch sent as four arrays (a constant statement, so neither SQLAlchemy
+        nor psycopg re-parses it per call); returns the keys where a stored row was replaced."""
+        result = conn.execute(
+            _PG_UPSERT,
+            {
+                "experiment_id": experiment_id,
+                "now": utcnow(),
+                "names": [r.name for r in batch],
+                "values": [r.value for r in batch],
+                "steps": [r.step for r in batch],
+                "splits": [r.evaluation_set for r in batch],
+            },
         )
-        stmt = stmt.on_conflict_do_update(
-            constraint="uq_metric_experiment_name_step_evalset",
-            set_={"value": stmt.excluded.value, "recorded_at": stmt.excluded.recorded_at},
-        ).returning(metrics.c.name, metrics.c.evaluation_set, _REPLACED)
-        return sorted({(name, split) for name, split, replaced in conn.execute(stmt) if replaced})
+        return sorted({(name, split) for name, split, replaced in result if replaced})
 
     def _pg_copy(
         self,
@@ -288,11 +304,10 @@ class MetricStore(ExperimentStore):
         return [(s.name, s.evaluation_set) for s in summary]
 
     def _sqlite_insert(self) -> Any:
-        # value is bound untyped so a NaN can travel as the text 'NaN' (see _sqlite_value).
         return self._insert(metrics).values(
             experiment_id=bindparam("experiment_id"),
             name=bindparam("name"),
-            value=type_coerce(bindparam("value"), String()),
+            value=self._value_param("value"),
             step=bindparam("step"),
             evaluation_set=bindparam("evaluation_set"),
             recorded_at=bindparam("recorded_at"),
@@ -300,44 +315,70 @@ class MetricStore(ExperimentStore):
 
     # -- metric_latest ------------------------------------------------------------------------------
     def _advance_latest(self, conn: Connection, experiment_id: int, summary: Sequence[KeySummary]) -> None:
-        """Fold the batch's per-key summary into ``metric_latest`` (one upsert per chunk, in key order)."""
+        """Fold the batch's per-key summary into ``metric_latest``: one upsert, rows in key order
+        (PostgreSQL: ``_PG_ADVANCE`` with arrays; SQLite: an executemany of the same upsert)."""
         now = utcnow()
-        value = float if self.is_postgres else _sqlite_bind
-        least = func.least if self.is_postgres else func.min
-        greatest = func.greatest if self.is_postgres else func.max
-        old = metric_latest.c
-        for start in range(0, len(summary), LATEST_CHUNK):
-            stmt = self._insert(metric_latest).values(
-                [
-                    {
-                        "experiment_id": experiment_id,
-                        "name": s.name,
-                        "evaluation_set": s.evaluation_set,
-                        "step": s.final_step,
-                        "value": value(s.final_value),
-                        "min_value": value(s.min_value),
-                        "max_value": value(s.max_value),
-                        "points": s.points,
-                        "recorded_at": now,
-                    }
-                    for s in summary[start : start + LATEST_CHUNK]
-                ]
-            )
-            new = stmt.excluded
-            # The batch's final row wins if it is step-less, or if the stored one has a step at most its own.
-            wins = or_(new.step.is_(None), and_(old.step.is_not(None), new.step >= old.step))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["experiment_id", "name", "evaluation_set"],
-                set_={
-                    "step": case((wins, new.step), else_=old.step),
-                    "value": case((wins, new.value), else_=old.value),
-                    "min_value": least(old.min_value, new.min_value),
-                    "max_value": greatest(old.max_value, new.max_value),
-                    "points": old.points + new.points,
-                    "recorded_at": new.recorded_at,
+        if self.is_postgres:
+            conn.execute(
+                _PG_ADVANCE,
+                {
+                    "experiment_id": experiment_id,
+                    "now": now,
+                    "names": [s.name for s in summary],
+                    "splits": [s.evaluation_set for s in summary],
+                    "steps": [s.final_step for s in summary],
+                    "values": [s.final_value for s in summary],
+                    "mins": [s.min_value for s in summary],
+                    "maxes": [s.max_value for s in summary],
+                    "points": [s.points for s in summary],
                 },
             )
-            conn.execute(stmt)
+            return
+        stmt = self._insert(metric_latest).values(
+            {
+                "experiment_id": bindparam("experiment_id"),
+                "name": bindparam("name"),
+                "evaluation_set": bindparam("evaluation_set"),
+                "step": bindparam("step"),
+                "points": bindparam("points"),
+                "recorded_at": bindparam("recorded_at"),
+                **{c: self._value_param(c) for c in ("value", "min_value", "max_value")},
+            }
+        )
+        old, new = metric_latest.c, stmt.excluded
+        # The batch's final row wins if it is step-less, or if the stored one has a step at most its own.
+        wins = or_(new.step.is_(None), and_(old.step.is_not(None), new.step >= old.step))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["experiment_id", "name", "evaluation_set"],
+            set_={
+                "step": case((wins, new.step), else_=old.step),
+                "value": case((wins, new.value), else_=old.value),
+                "min_value": func.min(old.min_value, new.min_value),
+                "max_value": func.max(old.max_value, new.max_value),
+                "points": old.points + new.points,
+                "recorded_at": new.recorded_at,
+            },
+        )
+        params = [
+            {
+                "experiment_id": experiment_id,
+                "name": s.name,
+                "evaluation_set": s.evaluation_set,
+                "step": s.final_step,
+                "value": _sqlite_value(s.final_value),
+                "min_value": _sqlite_value(s.min_value),
+                "max_value": _sqlite_value(s.max_value),
+                "points": s.points,
+                "recorded_at": now,
+            }
+            for s in summary
+        ]
+        conn.execute(stmt, params)
+
+    @staticmethod
+    def _value_param(name: str) -> Any:
+        """A bound metric value for SQLite, untyped so NaN can travel as the text 'NaN'."""
+        return type_coerce(bindparam(name), String())
 
     def _refresh_latest(self, conn: Connection, experiment_id: int, keys: Sequence[tuple[str, str]]) -> None:
         """Recompute the ``metric_latest`` rows of ``keys`` from ``metrics`` (in key order)."""
