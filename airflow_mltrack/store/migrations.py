@@ -94,8 +94,21 @@ def head_revision() -> str:
 # ---------------------------------------------------------------------------------------------- drift
 
 
-def _include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:  # noqa: ARG001
-    return not (type_ == "table" and name == VERSION_TABLE)
+def _include_object_for(dialect: str) -> Any:
+    """Alembic's ``include_object``: skip our version table, and indexes the models keep for other dialects
+    (``Index(..., info={"dialects": (...)})``)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:  # noqa: ARG001
+        if type_ == "table" and name == VERSION_TABLE:
+            return False
+        if type_ == "index":
+            model = compare_to if reflected else obj
+            dialects = getattr(model, "info", {}).get("dialects") if model is not None else None
+            if dialects and dialect not in dialects:
+                return False
+        return True
+
+    return include
 
 
 def _type_str(type_: Any, dialect: Any) -> str:
@@ -225,7 +238,7 @@ def check_drift(url: str | Engine) -> list[str]:
                 "version_table": VERSION_TABLE,
                 "compare_type": True,
                 "compare_server_default": True,
-                "include_object": _include_object,
+                "include_object": _include_object_for(conn.dialect.name),
             },
         )
         diffs = _flatten(compare_metadata(context, Base.metadata))

@@ -208,6 +208,14 @@ class Experiment(TimestampMixin, AirflowLinkMixin, Base):
             postgresql_where=text("dag_id IS NOT NULL"),
             sqlite_where=text("dag_id IS NOT NULL"),
         ),
+        # Hyperparameter filters (``@>`` containment) at scale; PostgreSQL only (revision 0003).
+        Index(
+            "idx_experiments_hyperparameters",
+            "hyperparameters",
+            postgresql_using="gin",
+            postgresql_ops={"hyperparameters": "jsonb_path_ops"},
+            info={"dialects": ("postgresql",)},
+        ),
     )
 
 
@@ -285,7 +293,8 @@ class MetricLatest(Base):
             name="fk_metric_latest_experiment",
             ondelete="CASCADE",
         ),
-        Index("idx_metric_latest_key_value", "name", "evaluation_set", "value"),
+        # Sort by a metric: walk one (name, split) in value order; experiment_id breaks ties (revision 0003).
+        Index("idx_metric_latest_key_value", "name", "evaluation_set", "value", "experiment_id"),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, func, not_, or_, select, union
+from sqlalchemy import and_, func, not_, null, or_, select, union
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
@@ -132,7 +132,6 @@ def experiment_page(
     order = v.choice("order", order, SORT_ORDERS)
     sort_key = parse_sort(sort)
 
-    query = store._experiment_query()
     conditions: list[Any] = []
     if project:
         conditions.append(projects.c.name == project)
@@ -157,40 +156,77 @@ def experiment_page(
     visible = _visible(experiments.c.dag_id, visible_dag_ids)
     if visible is not None:
         conditions.append(visible)
-    if conditions:
-        query = query.where(and_(*conditions))
 
-    count_query = select(func.count()).select_from(
-        query.with_only_columns(experiments.c.experiment_id).subquery()
-    )
-    if sort_key is not None:
-        split, name = sort_key
-        final = metric_latest
-        query = query.add_columns(final.c.value.label("sort_value")).outerjoin(
-            final,
-            and_(
-                final.c.experiment_id == experiments.c.experiment_id,
-                final.c.name == name,
-                final.c.evaluation_set == split,
-            ),
-        )
-        # Missing values last, then NaN (PostgreSQL would sort it above every number), then the rest.
-        rank = case((final.c.value.is_(None), 2), (not_(store._finite(final.c.value)), 1), else_=0)
-        direction = final.c.value.desc() if order == "desc" else final.c.value.asc()
-        query = query.order_by(rank, direction, experiments.c.experiment_id.desc())
-    else:
-        id_order = (
-            experiments.c.experiment_id.desc() if order == "desc" else experiments.c.experiment_id.asc()
-        )
-        query = query.order_by(id_order)
-    query = query.limit(limit).offset(offset)
+    def filtered(query: Any) -> Any:
+        """``query`` (over experiments) with the filters; projects joined only to filter by its name."""
+        if project:
+            query = query.join(projects, projects.c.project_id == experiments.c.project_id)
+        return query.where(and_(*conditions)) if conditions else query
+
+    count_query = filtered(select(func.count()).select_from(experiments))
     with store._read() as conn:
         total = int(conn.execute(count_query).scalar_one())
-        items = rows(conn.execute(query))
-    if sort_key is not None:
-        _float_rows(items, ("sort_value",))
+        if sort_key is None:
+            id_order = (
+                experiments.c.experiment_id.desc() if order == "desc" else experiments.c.experiment_id.asc()
+            )
+            query = store._experiment_query()
+            query = (query.where(and_(*conditions)) if conditions else query).order_by(id_order)
+            items = rows(conn.execute(query.limit(limit).offset(offset)))
+        else:
+            page = _metric_sorted_ids(store, conn, filtered, sort_key, order, offset + limit)[offset:]
+            by_id = {
+                r["experiment_id"]: r
+                for r in rows(
+                    conn.execute(
+                        store._experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
+                    )
+                )
+            }
+            items = [{**by_id[i], "sort_value": value} for i, value in page if i in by_id]
+            _float_rows(items, ("sort_value",))
     _attach_tags(store, items)
     return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+def _metric_sorted_ids(
+    store: TrackingStore, conn: Any, filtered: Any, sort_key: tuple[str, str], order: str, n: int
+) -> list[tuple[int, float | None]]:
+    """The first ``n`` (experiment_id, final value) of the filtered experiments sorted by a metric.
+
+    Three tiers, each its own query and asked only while the page is not full: experiments with a number
+    (by value, ties newest first), then those whose final value is NaN, then those without the metric
+    (newest first). The first is a walk of ``idx_metric_latest_key_value`` that stops after ``n`` rows,
+    instead of joining every experiment to its value and sorting them all.
+    """
+    split, name = sort_key
+    latest = metric_latest.c
+    of_key = and_(latest.name == name, latest.evaluation_set == split)
+    valued = filtered(
+        select(latest.experiment_id, latest.value).join(
+            experiments, experiments.c.experiment_id == latest.experiment_id
+        )
+    ).where(of_key)
+    newest = latest.experiment_id.desc()
+    tiers = [
+        valued.where(store._finite(latest.value)).order_by(
+            latest.value.desc() if order == "desc" else latest.value.asc(), newest
+        ),
+        valued.where(not_(store._finite(latest.value))).order_by(newest),
+        filtered(select(experiments.c.experiment_id, null().label("value")))
+        .where(
+            ~select(latest.experiment_id)
+            .where(of_key, latest.experiment_id == experiments.c.experiment_id)
+            .exists()
+        )
+        .order_by(experiments.c.experiment_id.desc()),
+    ]
+    found: list[tuple[int, float | None]] = []
+    for tier in tiers:
+        if len(found) >= n:
+            break
+        found.extend((int(i), value) for i, value in conn.execute(tier.limit(n - len(found))))
+    return found
 
 
 def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:

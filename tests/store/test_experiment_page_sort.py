@@ -1,0 +1,63 @@
+"""The experiment list sorted by a metric: every page, on both backends, against a sort done in Python."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from airflow_mltrack.store import TrackingStore, ui_queries
+
+
+@pytest.fixture
+def seeded(store: TrackingStore) -> dict[int, tuple[str, float | None]]:
+    """25 experiments in two projects: ties, NaN, an infinity, and some without the metric."""
+    out: dict[int, tuple[str, float | None]] = {}
+    values = [0.5, 0.9, 0.5, float("nan"), None, 0.1, 0.9, float("inf"), None, 0.5, float("nan"), 0.3, -1.0]
+    for project in ("a", "b"):
+        dataset_id = store.register_dataset(project, "d", "Tabular")
+        model_id = store.register_model(project, "m", "sklearn")
+        for i, value in enumerate(values if project == "a" else values[:12]):
+            experiment_id = store.create_experiment(project, f"e{i}", model_id, dataset_id)
+            store.log_metrics(experiment_id, {"other": 1.0})
+            if value is not None:
+                store.log_metrics(experiment_id, {"acc": [0.0, value]}, evaluation_set="validation")
+            out[experiment_id] = (project, value)
+    return out
+
+
+def expected(seeded: dict[int, tuple[str, float | None]], order: str, project: str | None) -> list[int]:
+    chosen = {i: value for i, (p, value) in seeded.items() if project in (None, p)}
+    numbers = [i for i, value in chosen.items() if value is not None and not math.isnan(value)]
+    numbers.sort(key=lambda i: -i)  # ties: newest first, in either order (the sort below is stable)
+    numbers.sort(key=lambda i: chosen[i], reverse=order == "desc")
+    nans = sorted((i for i, value in chosen.items() if value is not None and math.isnan(value)), reverse=True)
+    missing = sorted((i for i, value in chosen.items() if value is None), reverse=True)
+    return numbers + nans + missing
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("project", [None, "a"])
+@pytest.mark.parametrize("limit", [1, 4, 50])
+def test_every_page_matches_a_python_sort(store, seeded, order, project, limit):
+    want = expected(seeded, order, project)
+    got: list[int] = []
+    offset = 0
+    while True:
+        page = ui_queries.experiment_page(
+            store, sort="validation/acc", order=order, project=project, limit=limit, offset=offset
+        )
+        assert page["total"] == len(want)
+        got += [item["experiment_id"] for item in page["items"]]
+        for item in page["items"]:
+            value = seeded[item["experiment_id"]][1]
+            if value is None:
+                assert item["sort_value"] is None
+            elif math.isnan(value):
+                assert math.isnan(item["sort_value"])
+            else:
+                assert item["sort_value"] == value
+        offset += limit
+        if offset >= len(want):
+            break
+    assert got == want
