@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, not_, null, or_, select, union
+from sqlalchemy import and_, func, not_, null, or_, select, true, tuple_, union
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
@@ -250,19 +250,50 @@ def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
 def metric_keys(
     store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
 ) -> list[dict[str, str]]:
-    """Distinct (evaluation_set, metric name) pairs logged in a project (or anywhere): the sort choices."""
-    # metric_latest has one row per (experiment, metric, split): far fewer rows than metrics.
-    query = (
-        select(metric_latest.c.evaluation_set, metric_latest.c.name)
-        .join(experiments, experiments.c.experiment_id == metric_latest.c.experiment_id)
-        .distinct()
-        .order_by(metric_latest.c.evaluation_set, metric_latest.c.name)
-    )
+    """Distinct (evaluation_set, metric name) pairs logged in a project (or anywhere): the sort choices.
+
+    On PostgreSQL the distinct keys of ``metric_latest`` come from a skip scan of its key index (a
+    recursive CTE that jumps from key to key: one probe per key, not one row per experiment), and each
+    key is kept if one visible experiment of the project has it.
+    """
+    latest = metric_latest.c
+    if store.is_postgres:
+        seen = metric_latest.alias("seen")
+        first = (
+            select(seen.c.name, seen.c.evaluation_set).order_by(seen.c.name, seen.c.evaluation_set).limit(1)
+        )
+        keys = first.cte("metric_keys", recursive=True)
+        later = metric_latest.alias("later")
+        step = (
+            select(later.c.name, later.c.evaluation_set)
+            .where(tuple_(later.c.name, later.c.evaluation_set) > tuple_(keys.c.name, keys.c.evaluation_set))
+            .order_by(later.c.name, later.c.evaluation_set)
+            .limit(1)
+            .lateral("next_key")
+        )
+        keys = keys.union_all(select(step.c.name, step.c.evaluation_set).select_from(keys).join(step, true()))
+        used = (
+            select(latest.experiment_id)
+            .join(experiments, experiments.c.experiment_id == latest.experiment_id)
+            .where(latest.name == keys.c.name, latest.evaluation_set == keys.c.evaluation_set)
+        )
+        query = select(keys.c.evaluation_set, keys.c.name)
+    else:
+        used = select(latest.experiment_id).join(
+            experiments, experiments.c.experiment_id == latest.experiment_id
+        )
+        query = select(latest.evaluation_set, latest.name).distinct()
     if project:
-        query = query.join(projects, projects.c.project_id == experiments.c.project_id).where(
+        used = used.join(projects, projects.c.project_id == experiments.c.project_id).where(
             projects.c.name == project
         )
-    query = _where(query, _visible(experiments.c.dag_id, visible_dag_ids))
+    used = _where(used, _visible(experiments.c.dag_id, visible_dag_ids))
+    if store.is_postgres:
+        # LATERAL .. LIMIT 1 keeps it a probe per key (an EXISTS would be planned as a join of every row).
+        hit = used.limit(1).lateral("hit")
+        query = query.select_from(keys).join(hit, true()).order_by(keys.c.evaluation_set, keys.c.name)
+    else:
+        query = query.where(latest.experiment_id.in_(used)).order_by(latest.evaluation_set, latest.name)
     with store._read() as conn:
         return rows(conn.execute(query))
 

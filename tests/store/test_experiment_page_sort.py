@@ -61,3 +61,27 @@ def test_every_page_matches_a_python_sort(store, seeded, order, project, limit):
         if offset >= len(want):
             break
     assert got == want
+
+
+def test_metric_keys_follow_project_and_visibility(store, seeded):
+    dataset_id = store.register_dataset("b", "d", "Tabular")
+    model_id = store.register_model("b", "m", "sklearn")
+    hidden = store.create_experiment(
+        "b", "h", model_id, dataset_id, dag_id="secret_dag", run_id="r", task_id="t"
+    )
+    store.log_metrics(hidden, {"secret": 1.0}, evaluation_set="train")
+    store.log_metrics(max(seeded), {"b_only": 2.0})
+
+    def keys(**kwargs):
+        return [(k["evaluation_set"], k["name"]) for k in ui_queries.metric_keys(store, **kwargs)]
+
+    assert keys() == [("test", "b_only"), ("test", "other"), ("train", "secret"), ("validation", "acc")]
+    assert keys(project="a") == [("test", "other"), ("validation", "acc")]
+    assert keys(visible_dag_ids=[]) == [("test", "b_only"), ("test", "other"), ("validation", "acc")]
+    assert keys(project="b", visible_dag_ids=["secret_dag"]) == [
+        ("test", "b_only"),
+        ("test", "other"),
+        ("train", "secret"),
+        ("validation", "acc"),
+    ]
+    assert keys(project="nope") == []
