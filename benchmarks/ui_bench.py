@@ -11,7 +11,7 @@ tenths of a ms of ASGI plumbing).
 Seeded: N experiments over 4 projects, 8 DAGs, 20 datasets, 40 models, statuses mixed, JSONB
 hyperparameters; M metric rows = 5 metrics x 2 splits (train, validation) x M/(10 N) steps per experiment.
 
-Usage: python benchmarks/ui_bench.py [--experiments 100000] [--metrics 10000000] [--repeat 5]
+Usage: python benchmarks/ui_bench.py [--experiments 100000] [--metrics 10000000] [--repeat 5] [--growth]
        [--explain] [--json benchmarks/results/ui.json]
 """
 
@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -264,6 +265,14 @@ def routes(n: int) -> list[tuple[str, str]]:
             f"/mltrack/api/experiments?sort=validation/accuracy&offset={page50}",
         ),
         ("experiments project filter (api)", "/mltrack/api/experiments?project=proj_1"),
+        (
+            "experiments project+status filter, sort validation/accuracy (page)",
+            "/mltrack/experiments?project=proj_1&status=Completed&sort=validation/accuracy",
+        ),
+        (
+            "experiments hyperparam filter, sort validation/accuracy (page)",
+            f"/mltrack/experiments?{params}&sort=validation/accuracy",
+        ),
         ("experiment detail (page)", f"/mltrack/experiments/{mid}"),
         ("experiment detail (api)", f"/mltrack/api/experiments/{mid}"),
         ("experiment curves (api)", f"/mltrack/api/experiments/{mid}/curves"),
@@ -379,6 +388,10 @@ def explain_queries(url: str) -> dict[str, list[str]]:
         "experiments hyperparam filter": lambda: ui_queries.experiment_page(
             store, hyperparameters={"optimizer": "adam", "batch_size": 64}
         ),
+        "experiments project+status filter, sort validation/accuracy": lambda: ui_queries.experiment_page(
+            store, project="proj_1", status="Completed", sort="validation/accuracy"
+        ),
+        "metric history": lambda: store.metric_history(12345, "loss", "train"),
         "experiments page 50": lambda: ui_queries.experiment_page(store, offset=49 * 50),
         "metric-keys": lambda: ui_queries.metric_keys(store, None, None),
         "leaderboard": lambda: store.leaderboard("proj_0", "accuracy", "validation", "max", 10),
@@ -389,7 +402,7 @@ def explain_queries(url: str) -> dict[str, list[str]]:
         for label, fn in cases.items():
             statements.clear()
             fn()
-            found = [s for s in statements if s[0].lstrip().upper().startswith("SELECT")]
+            found = [s for s in statements if s[0].lstrip().upper().startswith(("SELECT", "WITH"))]
             if label.startswith("experiments"):
                 captured[f"{label} [count]"] = found[0]
                 captured[f"{label} [rows]"] = found[1]
@@ -405,6 +418,24 @@ def explain_queries(url: str) -> dict[str, list[str]]:
     return plans
 
 
+def run_size(n: int, m: int, repeat: int, explain: bool, console: Console) -> dict[str, Any]:
+    """Seed n experiments / m metric rows into a fresh server and time every route (and EXPLAIN)."""
+    with TempPostgres(parent_dir=tempfile.gettempdir()) as pg:
+        url = pg.create_database("uibench")
+        upgrade(url)
+        seeding = seed(pg, "uibench", n, m, console)
+        results = bench_ui(url, n, repeat, console)
+        plans = {}
+        if explain:
+            plans = explain_queries(url)
+            for label, plan in plans.items():
+                print(f"== EXPLAIN ANALYZE {label}", "\n".join(plan), sep="\n", flush=True)
+        from airflow_mltrack.store.engine import dispose_engines
+
+        dispose_engines()
+    return {"seeding": seeding, "results": results, "plans": plans}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -415,26 +446,21 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the experiment list queries")
+    parser.add_argument(
+        "--growth", action="store_true", help="also run at a tenth of the size first and report the growth"
+    )
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "ui.json"))
     args = parser.parse_args()
     console = Console()
     os.environ.update(auth_env(_AIRFLOW_HOME))
-
-    with TempPostgres(parent_dir=tempfile.gettempdir()) as pg:
-        url = pg.create_database("uibench")
-        upgrade(url)
-        seeding = seed(pg, "uibench", args.experiments, args.metrics, console)
-        airflow_migrate(console)
-        results = bench_ui(url, args.experiments, args.repeat, console)
-        plans = {}
-        if args.explain:
-            plans = explain_queries(url)
-            for label, plan in plans.items():
-                print(f"== EXPLAIN ANALYZE {label}", "\n".join(plan), sep="\n", flush=True)
-        from airflow_mltrack.store.engine import dispose_engines
-
-        dispose_engines()
+    airflow_migrate(console)
+    sizes = [(args.experiments, args.metrics)]
+    if args.growth:
+        sizes.insert(0, (args.experiments // 10, args.metrics // 10))
+    runs = [run_size(n, m, args.repeat, args.explain, console) for n, m in sizes]
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+    full = runs[-1]
+    seeding, results = full["seeding"], full["results"]
 
     table = Table(
         title=(
@@ -442,15 +468,22 @@ def main() -> int:
             f"({platform.node()}, {platform.processor() or platform.machine()}), {args.repeat} runs"
         )
     )
-    for column in ("page / call", "median ms", "max ms", "KiB"):
+    small = runs[0]["results"] if args.growth else None
+    columns = ["page / call", "median ms", "max ms", "KiB"]
+    if small is not None:
+        columns[1:1] = [f"median ms at {runs[0]['seeding']['metrics']:,} rows", "growth"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "page / call" else "right")
     for label, entry in results.items():
-        table.add_row(
-            label,
+        cells = [
             f"{entry['median_ms']:.1f}",
             f"{entry['max_ms']:.1f}",
             f"{entry['bytes'] / 1024:.0f}" if entry["bytes"] else "",
-        )
+        ]
+        if small is not None:
+            before = small[label]["median_ms"]
+            cells[0:0] = [f"{before:.1f}", f"{entry['median_ms'] / before:.1f}x"]
+        table.add_row(label, *cells)
     console.print(table)
     console.print(
         "seeding: "
@@ -461,7 +494,17 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
-            {"machine": platform.platform(), "seeding": seeding, "results": results, "plans": plans}, indent=2
+            {
+                "machine": platform.platform(),
+                "load_average": os.getloadavg(),
+                "seeding": seeding,
+                "results": results,
+                "plans": full["plans"],
+                "growth": [{"seeding": r["seeding"], "results": r["results"]} for r in runs]
+                if small
+                else None,
+            },
+            indent=2,
         )
     )
     console.print(f"wrote {out}")

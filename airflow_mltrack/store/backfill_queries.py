@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from airflow_mltrack.store.base import read_connection
 from airflow_mltrack.store.models import Experiment, Metric
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def linked_experiments(
     found: dict[str, dict[str, Any]] = {}
     if not wanted:
         return found
-    with store.engine.connect() as conn:
+    with read_connection(store.engine) as conn:
         for chunk in _chunks(wanted):
             query = (
                 select(experiments.c.run_id, func.min(experiments.c.experiment_id).label("experiment_id"))
@@ -86,7 +87,7 @@ def stored_metric_values(
     )
     if names is not None:
         query = query.where(metrics.c.name.in_(sorted(set(names))))
-    with store.engine.connect() as conn:
+    with read_connection(store.engine) as conn:
         return {
             (name, step, split): float(value) if value is not None else float("nan")
             for name, step, split, value in conn.execute(query)
@@ -100,5 +101,5 @@ def metric_steps(store: TrackingStore, experiment_id: int, evaluation_set: str) 
         .where(metrics.c.experiment_id == experiment_id, metrics.c.evaluation_set == evaluation_set)
         .group_by(metrics.c.name)
     )
-    with store.engine.connect() as conn:
+    with read_connection(store.engine) as conn:
         return {name: int(n) for name, n in conn.execute(query)}

@@ -29,6 +29,14 @@ _CONSTRAINT_FIELDS = {
 }
 
 
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads, in autocommit: no BEGIN and ROLLBACK round trips around the SELECTs (each
+    statement still sees one consistent snapshot)."""
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -61,7 +69,7 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             yield conn
 
     def _ensure_current_revision(self) -> None:

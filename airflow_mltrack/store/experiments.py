@@ -176,6 +176,25 @@ class ExperimentStore(CatalogStore):
             values["end_time"] = None
             values["error"] = None
         with self._write() as conn:
+            if self.is_postgres:  # (SQLite's RETURNING cannot name the FROM subquery; it has one writer)
+                # The usual move in one statement: lock the row, check the rule, update, return the old status.
+                old = (
+                    select(experiments.c.experiment_id, experiments.c.status.label("previous"))
+                    .where(experiments.c.experiment_id == experiment_id)
+                    .with_for_update()
+                    .subquery("old")
+                )
+                previous = conn.execute(
+                    update(experiments)
+                    .where(
+                        experiments.c.experiment_id == old.c.experiment_id,
+                        experiments.c.status.in_(allowed_from),
+                    )
+                    .values(values)
+                    .returning(old.c.previous)
+                ).scalar_one_or_none()
+                if previous is not None:
+                    return str(previous)
             current = conn.execute(
                 select(experiments.c.status).where(experiments.c.experiment_id == experiment_id)
             ).scalar_one_or_none()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
+from airflow_mltrack.store.base import read_connection
 from airflow_mltrack.store.models import Experiment
 
 experiments = Experiment.__table__
@@ -33,7 +34,7 @@ def experiments_for_task_run(
     if ids:
         condition = or_(condition, experiments.c.experiment_id.in_(ids))
     query = select(*_COLUMNS).where(condition).order_by(experiments.c.experiment_id)
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
@@ -48,5 +49,5 @@ def open_experiments_of_run(engine: Engine, dag_id: str, run_id: str) -> list[di
         )
         .order_by(experiments.c.experiment_id)
     )
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
