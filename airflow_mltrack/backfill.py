@@ -17,6 +17,10 @@ Where the runs come from is a :class:`RunSource`, chosen by where the code runs:
 - :class:`MetadataDBRunSource`: the metadata-DB ORM, for the CLI outside any worker when the API server
   is not reachable. Never use it inside a task.
 
+The XCom ``mltrack_unsaved`` that ``@task.mltrack`` pushes when the tracking store was down (a dict with
+``experiment_id``, ``experiment``, ``hyperparameters`` and the unsaved ``metrics`` rows) is read as such:
+see :func:`parse_unsaved` and :class:`Reconciler`.
+
 Every write goes through the :class:`~airflow_mltrack.store.TrackingStore`; the reads that decide what is
 already there are in :mod:`airflow_mltrack.store.backfill_queries`.
 """
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.store import backfill_queries as q
 from airflow_mltrack.store.models import EVALUATION_SETS
-from airflow_mltrack.store.payloads import dedupe, parse_metrics
+from airflow_mltrack.store.payloads import NON_FINITE, MetricRow, dedupe, parse_metrics
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -57,6 +61,72 @@ class _Missing:
 
 MISSING: Any = _Missing()
 """What a :class:`RunSource` returns for an XCom that does not exist."""
+
+UNSAVED_XCOM_KEY = "mltrack_unsaved"
+"""Where ``@task.mltrack`` pushes what it could not write (``decorators.mltrack_task.XCOM_UNSAVED``)."""
+
+
+@dataclass(frozen=True)
+class Unsaved:
+    """What one XCom gives to import: rows, and for an ``mltrack_unsaved`` XCom the hyperparameters and the
+    experiment the task was logging into (``experiment_id`` None when the store was down from the start)."""
+
+    rows: list[MetricRow]
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    experiment_id: int | None = None
+    experiment: str | None = None
+    envelope: bool = False
+
+
+def is_unsaved_envelope(payload: Any) -> bool:
+    """Is ``payload`` the dict ``@task.mltrack`` pushes to ``mltrack_unsaved``? It has ``metrics`` and
+    ``hyperparameters`` keys; no metric payload can (a nested dict must be keyed by an evaluation set)."""
+    return isinstance(payload, Mapping) and "metrics" in payload and "hyperparameters" in payload
+
+
+def parse_unsaved(payload: Mapping[str, Any], evaluation_set: str = "test", field: str = "xcom") -> Unsaved:
+    """An ``mltrack_unsaved`` envelope as :class:`Unsaved` (its ``metrics`` may be empty)."""
+    known = {"experiment_id", "project", "experiment", "evaluation_set", "hyperparameters", "metrics"}
+    unknown = sorted((key for key in payload if key not in known), key=str)
+    if unknown:
+        raise MLTrackError(
+            f"{field}.{unknown[0]}", payload[unknown[0]], f"unknown key; allowed: {', '.join(sorted(known))}"
+        )
+    params = payload.get("hyperparameters") or {}
+    if not isinstance(params, Mapping):
+        raise MLTrackError(f"{field}.hyperparameters", params, "must be a dict")
+    experiment_id = payload.get("experiment_id")
+    if experiment_id is not None and (
+        isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 1
+    ):
+        raise MLTrackError(f"{field}.experiment_id", experiment_id, "must be a positive integer id or null")
+    experiment = payload.get("experiment")
+    metrics = payload.get("metrics")
+    rows: list[MetricRow] = []
+    if metrics:
+        split = payload.get("evaluation_set") or evaluation_set
+        rows = dedupe(parse_metrics(_non_finite_values(metrics), split, field=f"{field}.metrics"))
+    elif metrics is not None and not isinstance(metrics, list | tuple):
+        raise MLTrackError(f"{field}.metrics", metrics, "must be a list of rows")
+    return Unsaved(
+        rows,
+        dict(params),
+        experiment_id,
+        experiment if isinstance(experiment, str) and experiment.strip() else None,
+        envelope=True,
+    )
+
+
+def _non_finite_values(metrics: Any) -> Any:
+    """Rows with the strict-JSON spellings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` as floats again."""
+    if not isinstance(metrics, list | tuple):
+        return metrics
+    return [
+        {**row, "value": NON_FINITE[row["value"]]}
+        if isinstance(row, Mapping) and isinstance(row.get("value"), str) and row["value"] in NON_FINITE
+        else row
+        for row in metrics
+    ]
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -535,6 +605,12 @@ class Reconciler:
     - no XCom, or a payload ``parse_metrics`` refuses: **skipped** with the reason (the others go on);
     - otherwise **imported**: the metrics are upserted (one transaction) into the linked experiment,
       created (status Completed, name ``"{dag_id}.{task_id}"``) when none exists.
+
+    An ``mltrack_unsaved`` envelope (:func:`parse_unsaved`) also brings hyperparameters (merged) and the
+    experiment name (for a created experiment) or id (when no experiment is linked to the run). With the
+    ``mltrack_unsaved`` key the XCom is always read, since a linked experiment with metrics is exactly the
+    case of a store lost mid-task; a run is **already present** when every unsaved value is stored, or
+    when it has a linked experiment and no such XCom (the task wrote everything).
     """
 
     def __init__(self, runs: RunSource, store: TrackingStore, *, verify: bool = False) -> None:
@@ -588,9 +664,11 @@ class Reconciler:
         self, source: SourceSpec, run: SourceRun, linked: dict[str, Any] | None, catalog: dict[str, int]
     ) -> RunOutcome:
         outcome = RunOutcome(source.dag_id, source.task_id, run.run_id, run.when, SKIPPED)
+        # An mltrack_unsaved XCom holds exactly the rows the linked experiment lacks: always read it.
+        unsaved_key = source.xcom_key == UNSAVED_XCOM_KEY
         if linked is not None:
             outcome.experiment_id = linked["experiment_id"]
-            if linked["metric_count"] and not self.verify:
+            if linked["metric_count"] and not self.verify and not unsaved_key:
                 outcome.outcome = PRESENT
                 return outcome
         try:
@@ -601,28 +679,55 @@ class Reconciler:
             outcome.reason = f"cannot read XCom: {exc}"
             return outcome
         if payload is MISSING or payload is None:
+            if unsaved_key and linked is not None:
+                outcome.outcome = PRESENT  # the task wrote everything: nothing was left unsaved
+                return outcome
             outcome.reason = f"no XCom {source.xcom_key!r} for task {source.task_id!r}"
             return outcome
+        where = f"xcom[{source.xcom_key}]"
         try:
-            batch = dedupe(parse_metrics(payload, source.evaluation_set, field=f"xcom[{source.xcom_key}]"))
+            if is_unsaved_envelope(payload):
+                found = parse_unsaved(payload, source.evaluation_set, where)
+            else:
+                found = Unsaved(dedupe(parse_metrics(payload, source.evaluation_set, field=where)))
         except MLTrackError as exc:
             outcome.reason = f"malformed payload: {exc}"
             log.warning("run %s of %s.%s: %s", run.run_id, source.dag_id, source.task_id, outcome.reason)
             return outcome
-        experiment_id = outcome.experiment_id
-        if experiment_id is not None and self.verify:
-            stored = q.stored_metric_values(self.store, experiment_id, {r.name for r in batch})
-            if all(_same(stored.get((r.name, r.step, r.evaluation_set)), r.value) for r in batch):
-                outcome.outcome = PRESENT
-                return outcome
+        if not found.rows and not found.hyperparameters:
+            outcome.reason = f"XCom {source.xcom_key!r} holds nothing to import"
+            return outcome
+        experiment_id = outcome.experiment_id if outcome.experiment_id is not None else found.experiment_id
+        if (
+            experiment_id is not None
+            and (self.verify or found.envelope)
+            and self._stored(experiment_id, found)
+        ):
+            outcome.experiment_id = experiment_id
+            outcome.outcome = PRESENT
+            return outcome
         if experiment_id is None:
-            experiment_id = self._create_experiment(source, run, catalog)
-        outcome.rows = self.store.log_metric_rows(experiment_id, batch)
+            experiment_id = self._create_experiment(source, run, catalog, found)
+        elif found.hyperparameters:
+            self.store.log_hyperparameters(experiment_id, found.hyperparameters)
+        outcome.rows = self.store.log_metric_rows(experiment_id, found.rows)
         outcome.experiment_id = experiment_id
         outcome.outcome = IMPORTED
         return outcome
 
-    def _create_experiment(self, source: SourceSpec, run: SourceRun, catalog: dict[str, int]) -> int:
+    def _stored(self, experiment_id: int, found: Unsaved) -> bool:
+        """Is every row (and hyperparameter) of ``found`` already stored with the same value?"""
+        stored = q.stored_metric_values(self.store, experiment_id, {r.name for r in found.rows})
+        if not all(_same(stored.get((r.name, r.step, r.evaluation_set)), r.value) for r in found.rows):
+            return False
+        if not found.hyperparameters:
+            return True
+        params = self.store.get_experiment(experiment_id).get("hyperparameters") or {}
+        return all(key in params and params[key] == value for key, value in found.hyperparameters.items())
+
+    def _create_experiment(
+        self, source: SourceSpec, run: SourceRun, catalog: dict[str, int], found: Unsaved
+    ) -> int:
         if "model_id" not in catalog:
             self.store.ensure_project(source.project)
             if source.model_id is not None and source.dataset_id is not None:
@@ -644,9 +749,10 @@ class Reconciler:
                 )
         return self.store.create_experiment(
             source.project,
-            source.name_for_experiment,
+            source.experiment_name or found.experiment or source.placeholder_name,
             catalog["model_id"],
             catalog["dataset_id"],
+            hyperparameters=found.hyperparameters or None,
             description=f"metrics imported from XCom {source.xcom_key!r} of {source.dag_id}.{source.task_id}",
             status="Completed",
             dag_id=source.dag_id,

@@ -8,7 +8,9 @@ epoch therefore costs a list append, not a round trip.
 If the tracking store cannot be reached (at the start, or at any write), the tracker keeps everything in
 memory, logs one warning, and the decorator pushes the unsaved rows to the XCom key ``mltrack_unsaved``
 (rows payload: ``[{"name", "value", "step", "evaluation_set"}]``) so they can be backfilled later. The
-training itself never fails because tracking is down.
+Task SDK sends XComs as strict JSON, which has no NaN or infinity: those values travel as the strings
+``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (``store.payloads.NON_FINITE``), which the backfill turns back into
+floats. The training itself never fails because tracking is down.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_mltrack.store.payloads import MetricRow, dedupe, parse_metrics
+from airflow_mltrack.store.payloads import MetricRow, dedupe, json_number, parse_metrics
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -96,11 +98,18 @@ class Tracker:
         self._add(parse_metrics(payload, evaluation_set or self.evaluation_set, step))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Merge ``params`` into the experiment's hyperparameters (written at once; params are few)."""
+        """Merge ``params`` into the experiment's hyperparameters (written at once; params are few).
+
+        Checked as the store checks them (JSON values, no NaN), also while the store is unavailable: a
+        value the store would refuse must not break the ``mltrack_unsaved`` push of everything else.
+        """
+        from airflow_mltrack.store import validation as v
+
         if not isinstance(params, Mapping):
             from airflow_mltrack.errors import MLTrackError
 
             raise MLTrackError("params", params, "must be a dict")
+        v.json_object("params", params)
         self._params.update(params)
         if self.available:
             try:
@@ -131,11 +140,11 @@ class Tracker:
 
     # -- for the decorator -----------------------------------------------------------------------
     def unsaved_rows(self) -> list[dict[str, Any]]:
-        """Rows not written to the store, as a metric payload (rows shape; NaN/inf stay floats)."""
+        """Rows not written to the store, in the rows shape, as strict JSON (NaN/inf spelled as strings)."""
         return [
             {
                 "name": r.name,
-                "value": r.value,
+                "value": json_number(r.value),
                 "step": r.step,
                 "evaluation_set": r.evaluation_set,
             }

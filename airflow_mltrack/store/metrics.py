@@ -229,12 +229,18 @@ class MetricStore(ExperimentStore):
         steps, COPY into a staging table and one ordered ``INSERT .. ON CONFLICT`` instead."""
         dbapi = conn.connection.driver_connection
         if self._appends_only(conn, experiment_id, summary):
+            # Only a unique violation (a concurrent writer of the same keys) rolls back to the savepoint. Any
+            # other error propagates as it is: a ROLLBACK TO SAVEPOINT on a connection that may be gone would
+            # fail and hide the real cause; the whole transaction is rolled back anyway.
+            savepoint = conn.begin_nested()
             try:
-                with conn.begin_nested(), dbapi.cursor() as cur:
+                with dbapi.cursor() as cur:
                     _copy_rows(cur, _METRICS_COPY, experiment_id, batch)
-                return []
             except psycopg.errors.UniqueViolation:
-                pass  # rolled back to the savepoint; merge instead
+                savepoint.rollback()  # merge instead
+            else:
+                savepoint.commit()
+                return []
         info = conn.connection.info
         with dbapi.cursor() as cur:
             if not info.get(_STAGE):

@@ -18,6 +18,8 @@ from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import EVALUATION_SETS, METRIC_NAME_LEN
 
 MAX_STEP = 2**31 - 1
+#: How strict JSON (XComs, ``mltrack_unsaved``) spells the values it lacks.
+NON_FINITE: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MISSING: Any = object()
 
 
@@ -167,6 +169,15 @@ def _step(field: str, step: Any) -> int | None:
     if result is not None and result > MAX_STEP:
         raise MLTrackError(field, step, f"must be <= {MAX_STEP}")
     return result
+
+
+def json_number(value: float) -> float | str:
+    """``value``, or for NaN and +/-inf its :data:`NON_FINITE` spelling (strict JSON has no such numbers)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 def dedupe(rows: list[MetricRow]) -> list[MetricRow]:

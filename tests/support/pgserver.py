@@ -20,6 +20,10 @@ Set ``MLTRACK_TEST_PG_URL`` (a SQLAlchemy or libpq URL of a superuser, e.g.
 starting one: nothing is started or stopped, and only the databases created through this object
 are dropped by the callers that created them.
 
+Fault tests stop and start a private server's postmaster without losing its data: :meth:`TempPostgres.halt`
+(``pg_ctl stop``), :meth:`TempPostgres.resume` (``pg_ctl start`` on the same port) and
+:meth:`TempPostgres.restart` (both; every open session is terminated). They refuse an external server.
+
 No pytest imports here: ``benchmarks/`` uses this module too::
 
     with TempPostgres() as pg:
@@ -172,6 +176,7 @@ class TempPostgres:
         self.os_user: str | None = None
         self.started_in: float | None = None  # seconds start() took
         self._running = False
+        self._halted = False  # postmaster stopped by halt(), data directory kept
         self._atexit_registered = False
         self._owner_pid = os.getpid()
         self._watchdog: subprocess.Popen | None = None
@@ -230,15 +235,7 @@ class TempPostgres:
                 self.port = free_port()
                 self._write_settings()
                 try:
-                    self._run(
-                        [
-                            str(bindir / "pg_ctl"),
-                            "-D", str(self.data_dir),
-                            "-l", str(self.data_dir / "server.log"),
-                            "-w", "-t", "60",
-                            "start",
-                        ]
-                    )  # fmt: skip
+                    self._pg_ctl_start()
                     break
                 except RuntimeError as exc:
                     last_error = exc
@@ -280,11 +277,67 @@ class TempPostgres:
                 except Exception:  # noqa: BLE001
                     self._kill_postmaster()
         self._running = False
+        self._halted = False
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
             self.data_dir = None
         self._stop_watchdog()
+
+    # ------------------------------------------------------------------ faults (a private server only)
+
+    @property
+    def halted(self) -> bool:
+        """True between :meth:`halt` and :meth:`resume`: the server is down, its data kept."""
+        return self._halted
+
+    def halt(self, mode: str = "fast") -> float:
+        """Stop the postmaster (``pg_ctl stop -m MODE -w``) but keep the data directory and the port, so
+        :meth:`resume` brings the same databases back. ``fast`` terminates every session (clients see
+        ``terminating connection due to administrator command``). Returns the seconds it took."""
+        self._require_private("halt")
+        if self._halted:
+            return 0.0
+        started = time.perf_counter()
+        assert self._bindir is not None and self.data_dir is not None
+        self._run(
+            [str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"], timeout=60
+        )
+        self._halted = True
+        return time.perf_counter() - started
+
+    def resume(self) -> float:
+        """Start a halted server again (same data, same port) and wait until it accepts connections."""
+        self._require_private("resume")
+        if not self._halted:
+            return 0.0
+        started = time.perf_counter()
+        self._pg_ctl_start()
+        self._halted = False
+        self._check_connect()
+        return time.perf_counter() - started
+
+    def restart(self, mode: str = "fast") -> float:
+        """:meth:`halt` then :meth:`resume` (what ``pg_ctl restart`` does); returns the seconds it took."""
+        return self.halt(mode) + self.resume()
+
+    def _require_private(self, action: str) -> None:
+        if self.is_external:
+            raise RuntimeError(f"cannot {action} an external server ({ENV_URL}); use a private TempPostgres")
+        if not self._running:
+            raise RuntimeError(f"cannot {action}: TempPostgres is not running (call start() first)")
+
+    def _pg_ctl_start(self) -> None:
+        assert self._bindir is not None and self.data_dir is not None
+        self._run(
+            [
+                str(self._bindir / "pg_ctl"),
+                "-D", str(self.data_dir),
+                "-l", str(self.data_dir / "server.log"),
+                "-w", "-t", "60",
+                "start",
+            ]
+        )  # fmt: skip
 
     def _stop_at_exit(self) -> None:
         # A forked child (Airflow forks task runners) inherits this handler: only the owner stops.
