@@ -178,7 +178,7 @@ def seed(pg: TempPostgres, db: str, n: int, m: int, console: Console) -> dict[st
         indexes = [
             (r[0], r[1])
             for r in conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'metrics' AND indexname NOT IN "
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'metrics' AND indexname NOT IN "
                 "(SELECT conname FROM pg_constraint WHERE conrelid = 'metrics'::regclass)"
             )
         ]
