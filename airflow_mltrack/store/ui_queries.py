@@ -45,12 +45,33 @@ def _where(query: Any, condition: Any) -> Any:
 def dag_ids(store: TrackingStore) -> set[str]:
     """Every DAG id that appears in the tracking store (to ask the auth manager about)."""
     union_all = union(
-        select(experiments.c.dag_id.label("dag_id")).where(experiments.c.dag_id.is_not(None)),
+        _distinct_values(store, experiments.c.dag_id),
         select(jobs.c.dag_id).where(jobs.c.dag_id.is_not(None)),
         select(endpoint_models.c.dag_id).where(endpoint_models.c.dag_id.is_not(None)),
     )
     with store._read() as conn:
         return set(conn.execute(union_all).scalars())
+
+
+def _distinct_values(store: TrackingStore, column: Any) -> Any:
+    """SELECT of the distinct non-null values of an indexed ``column`` (its index's leading column).
+
+    On PostgreSQL a skip scan: a recursive CTE that asks the index for the next larger value, one probe
+    per distinct value instead of reading every row (8 DAGs over 100k experiments: 8 probes).
+    """
+    if not store.is_postgres:
+        return select(column.label("value")).where(column.is_not(None)).distinct()
+    table = column.table
+    found = select(func.min(column).label("value")).cte(
+        f"distinct_{table.name}_{column.name}", recursive=True
+    )
+    following = (
+        select(select(func.min(column)).where(column > found.c.value).scalar_subquery())
+        .select_from(found)
+        .where(found.c.value.is_not(None))
+    )
+    found = found.union_all(following)
+    return select(found.c.value).where(found.c.value.is_not(None))
 
 
 def project_summaries(
@@ -302,10 +323,10 @@ def filter_choices(
     store: TrackingStore, visible_dag_ids: Collection[str] | None = None
 ) -> dict[str, list[str]]:
     """Values for the experiment filters: projects, visible DAG ids and experiment tags."""
-    dag_query = _where(
-        select(experiments.c.dag_id).where(experiments.c.dag_id.is_not(None)).distinct(),
-        _visible(experiments.c.dag_id, visible_dag_ids),
-    ).order_by(experiments.c.dag_id)
+    values = _distinct_values(store, experiments.c.dag_id).subquery()
+    dag_query = select(values.c.value).order_by(values.c.value)
+    if visible_dag_ids is not None:
+        dag_query = dag_query.where(values.c.value.in_(sorted(visible_dag_ids)))
     tag_query = (
         select(tags_t.c.name)
         .join(tag_assignments, tag_assignments.c.tag_id == tags_t.c.tag_id)
