@@ -222,7 +222,8 @@ with DAG(
         )
         experiment_id = next((e["experiment_id"] for e in experiments if e["map_index"] == best), None)
         params = GRID[best]
-        digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+        canonical = json.dumps(params, sort_keys=True).encode()
+        digest = hashlib.sha1(canonical, usedforsecurity=False).hexdigest()[:8]  # a label, not a signature
         print(f"champion: candidate {best} {params} (experiment {experiment_id}): {results[best]}")
         return {
             "map_index": best,

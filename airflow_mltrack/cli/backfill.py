@@ -18,13 +18,20 @@ _api_client_override: Any = None
 def _range(date_from: str, date_to: str) -> tuple[dt.datetime, dt.datetime]:
     """[start, end): ``--to`` given as a date covers that whole day; as a datetime it is exclusive."""
     from airflow_mltrack.backfill import as_utc
+    from airflow_mltrack.errors import MLTrackError
 
-    start = as_utc(date_from)
-    end = as_utc(date_to)
+    try:
+        start = as_utc(date_from)
+    except MLTrackError as exc:
+        raise click.BadParameter(f"{date_from!r}: {exc.reason}", param_hint="'--from'") from None
+    try:
+        end = as_utc(date_to)
+    except MLTrackError as exc:
+        raise click.BadParameter(f"{date_to!r}: {exc.reason}", param_hint="'--to'") from None
     if "T" not in date_to and " " not in date_to.strip():
         end += dt.timedelta(days=1)
     if end <= start:
-        raise click.BadParameter(f"must be on or after --from ({date_from})", param_hint="--to")
+        raise click.BadParameter(f"must be on or after --from ({date_from})", param_hint="'--to'")
     return start, end
 
 
@@ -154,10 +161,12 @@ def backfill_cmd(
 
     from airflow_mltrack.backfill import Reconciler, SourceSpec
     from airflow_mltrack.errors import MLTrackError
-    from airflow_mltrack.store import TrackingStore
+    from airflow_mltrack.hooks.mltrack import RedactingTrackingStore as TrackingStore
 
     err = Console(stderr=True)
     start, end = _range(date_from, date_to)
+    spec_options = {"dag_id", "task_id", "project", "xcom_key", "evaluation_set", "map_index"}
+    spec_options |= {"model_id", "dataset_id"}
     try:
         spec = SourceSpec.from_mapping(
             {
@@ -171,8 +180,10 @@ def backfill_cmd(
                 "dataset_id": dataset_id,
             }
         )
-    except MLTrackError as exc:
-        raise click.UsageError(str(exc)) from None
+    except MLTrackError as exc:  # sources[0].<key>: name the option the user typed
+        key = exc.field.rpartition(".")[2].split(" ")[0]
+        option = f"'--{key.replace('_', '-')}'" if key in spec_options else None
+        raise click.BadParameter(f"{exc.value!r}: {exc.reason}", param_hint=option) from None
     target = resolve_url(url, conn_id)
     store = TrackingStore.from_url(target)
     rest = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from airflow_mltrack.cli import cli
-from airflow_mltrack.cli.options import display_url, resolve_url, store_options
+from airflow_mltrack.cli.options import display_url, resolve_url, revision_errors, store_options
 
 
 @cli.group("db")
@@ -21,7 +21,8 @@ def upgrade_cmd(revision: str, url: str | None, conn_id: str) -> None:
     from airflow_mltrack.store import migrations
 
     target = resolve_url(url, conn_id)
-    migrations.upgrade(target, revision)
+    with revision_errors(revision):
+        migrations.upgrade(target, revision)
     click.echo(f"{display_url(target)}: at revision {migrations.current_revision(target)}")
 
 
@@ -33,7 +34,8 @@ def downgrade_cmd(revision: str, url: str | None, conn_id: str) -> None:
     from airflow_mltrack.store import migrations
 
     target = resolve_url(url, conn_id)
-    migrations.downgrade(target, revision)
+    with revision_errors(revision):
+        migrations.downgrade(target, revision)
     click.echo(f"{display_url(target)}: at revision {migrations.current_revision(target) or 'base'}")
 
 

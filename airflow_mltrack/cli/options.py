@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import click
@@ -33,12 +34,41 @@ def store_options(func: F) -> F:
 
 
 def resolve_url(url: str | None, conn_id: str | None) -> str:
-    """``url`` if given, else the URL of Airflow connection ``conn_id`` (or the embedded SQLite default)."""
+    """``url`` if given, else the URL of Airflow connection ``conn_id`` (or the embedded SQLite default).
+
+    A malformed URL or connection is a usage error naming ``--url`` / ``--conn-id`` (never echoing the
+    URL, which may hold a password), not a traceback.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     if url:
+        try:
+            make_url(url)
+        except ArgumentError:
+            raise click.BadParameter(
+                "not a SQLAlchemy URL (e.g. postgresql://user@host/db or sqlite:///mltrack.db)",
+                param_hint="'--url'",
+            ) from None
         return url
+    from airflow_mltrack.errors import MLTrackError
     from airflow_mltrack.hooks import MLTrackHook
 
-    return MLTrackHook.resolve_url(conn_id or DEFAULT_CONN_ID)
+    try:
+        return MLTrackHook.resolve_url(conn_id or DEFAULT_CONN_ID)
+    except MLTrackError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--conn-id'") from None
+
+
+@contextmanager
+def revision_errors(revision: str) -> Iterator[None]:
+    """Turn Alembic's "can't locate revision" into a usage error naming REVISION."""
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise click.BadParameter(f"{revision!r}: {exc}", param_hint="'REVISION'") from None
 
 
 def display_url(url: str) -> str:

@@ -20,7 +20,6 @@ that is unreachable never fails the task: see ``docs/status.md``.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -183,6 +182,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
     def execute(self, context: Context) -> Any:
         ti = context["ti"]
         params = self._params()
+        self._check_inputs(params)
         tracker = self._start(ti, params)
         if tracker.experiment_id is not None:
             ti.xcom_push(key=XCOM_EXPERIMENT_ID, value=tracker.experiment_id)
@@ -205,7 +205,9 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             params.update({k: v for k, v in self._call_arguments().items() if _json_scalar(v)})
         extra = self.hyperparameters
         if isinstance(extra, str) and extra.strip():
-            extra = json.loads(extra)
+            from airflow_mltrack.store.validation import json_object
+
+            extra = json_object("hyperparameters", extra)
         if extra:
             if not isinstance(extra, Mapping):
                 from airflow_mltrack.errors import MLTrackError
@@ -213,6 +215,20 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
                 raise MLTrackError("hyperparameters", extra, "must be a dict (or a JSON object string)")
             params.update(extra)
         return params
+
+    def _check_inputs(self, params: dict[str, Any]) -> None:
+        """Refuse bad arguments before anything is written (no placeholder model or dataset left behind)."""
+        from airflow_mltrack.store import validation as v
+        from airflow_mltrack.store.models import EVALUATION_SETS, NAME_LEN
+
+        v.name("project", self.project, NAME_LEN)
+        if experiment_ref(self.experiment) is None:
+            v.name("experiment", self._experiment_name(), NAME_LEN)
+        self.evaluation_set = v.choice("evaluation_set", self.evaluation_set, EVALUATION_SETS)
+        for field in ("model_id", "dataset_id"):
+            if getattr(self, field) is not None:
+                v.entity_id(field, _as_id(getattr(self, field)))
+        v.json_object("hyperparameters", params)
 
     def _call_arguments(self) -> dict[str, Any]:
         """The function's arguments for this call, defaults included (no tracker, no context keys)."""
@@ -288,9 +304,11 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             return existing
         name = self._experiment_name()
         model_id = _as_id(self.model_id)
+        dataset_id = _as_id(self.dataset_id)
+        self._check_project(store, "model_id", model_id, store.get_model)
+        self._check_project(store, "dataset_id", dataset_id, store.get_dataset)
         if model_id is None:
             model_id = store.register_model(self.project, name, framework=PLACEHOLDER_FRAMEWORK)
-        dataset_id = _as_id(self.dataset_id)
         if dataset_id is None:
             dataset_id = store.register_dataset(self.project, PLACEHOLDER_DATASET, data_type="Other")
         return store.create_experiment(
@@ -306,6 +324,20 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             try_number=ti.try_number,
         )
 
+    def _check_project(self, store: TrackingStore, field: str, entity_id: Any, get: Callable) -> None:
+        """A given model or dataset must exist in this project before placeholders are registered."""
+        from airflow_mltrack.errors import MLTrackError, NotFoundError
+
+        if entity_id is None:
+            return
+        owner = get(entity_id)["project_id"]
+        try:
+            same = store.get_project(str(self.project).strip())["project_id"] == owner
+        except NotFoundError:
+            same = False
+        if not same:
+            raise MLTrackError(field, entity_id, f"belongs to another project than {self.project!r}")
+
     def _finish(self, ti: Any, tracker: Tracker, result: Any) -> None:
         """Log the returned metrics, flush, push what could not be written. Never raises."""
         try:
@@ -320,6 +352,8 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             log.warning("mltrack: could not write metrics (%s: %s)", type(exc).__name__, _first_line(exc))
             tracker._lose_store(exc)
         try:
+            from airflow_mltrack.hooks.mltrack import redact_secrets
+
             rows = tracker.unsaved_rows()
             params = tracker.unsaved_params()
             if rows or params or tracker.experiment_id is None:
@@ -330,7 +364,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
                         "project": self.project,
                         "experiment": self._experiment_name(),
                         "evaluation_set": self.evaluation_set,
-                        "hyperparameters": params,
+                        "hyperparameters": redact_secrets(params),  # XCom is shown in the UI
                         "metrics": rows,
                     },
                 )

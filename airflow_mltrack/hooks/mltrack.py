@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -14,12 +16,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.engine import get_engine, normalize_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
-
-    from airflow_mltrack.store import TrackingStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,94 @@ def safe_url(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable url>"
+
+
+# -- secrets in hyperparameters ------------------------------------------------------------------------
+try:  # Airflow 3.2+: the Task SDK's secrets masker (the one that filters task logs)
+    from airflow.sdk._shared import secrets_masker as _masker
+except ImportError:  # Airflow 3.1
+    from airflow.sdk.execution_time import secrets_masker as _masker  # type: ignore[no-redef]
+
+REDACTED = "***"
+
+
+def is_secret_key(name: Any) -> bool:
+    """True for a key whose value is hidden: ``password``, ``api_key``, ``hf_token``, ``db_secret``, ...
+
+    Airflow's default sensitive names (its secrets masker's list) count as whole words of the key, so the
+    common hyperparameter ``tokenizer`` stays visible while ``hf_token`` does not; names an admin adds in
+    ``[core] sensitive_var_conn_names`` count as Airflow counts them (anywhere in the key).
+    """
+    if not isinstance(name, str):
+        return False
+    normalized = re.sub(r"\W+", "_", name.strip().lower())
+    words = f"_{normalized}_"
+    if any(f"_{field}_" in words for field in _masker.DEFAULT_SENSITIVE_FIELDS):
+        return True
+    configured = getattr(_masker._secrets_masker(), "sensitive_variables_fields", None) or ()
+    return any(field in normalized for field in set(configured) - set(_masker.DEFAULT_SENSITIVE_FIELDS))
+
+
+def _hide_all(value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {k: _hide_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hide_all(v) for v in value]
+    return value
+
+
+def redact_secrets(value: Any, name: str | None = None) -> Any:
+    """``value`` with the strings under secret-looking keys replaced by ``***``, at any depth.
+
+    As Airflow does for Variables and connection extras: only strings are hidden (``max_tokens: 512``
+    stays a number). Other strings go through Airflow's masker, which hides secrets it was told about
+    in this process (connection passwords a task fetched, masked Variables).
+    """
+    if name is not None and is_secret_key(name):
+        return _hide_all(value)
+    if isinstance(value, Mapping):
+        return {k: redact_secrets(v, k if isinstance(k, str) else None) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_secrets(v) for v in value]
+    if isinstance(value, str):
+        return _masker.redact(value)
+    return value
+
+
+def redact_json_object(value: Any) -> Any:
+    """Hyperparameters (a dict, or its JSON text) with secrets redacted; anything else as given, for the
+    store's checks to refuse with a clear error."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+        return redact_secrets(parsed) if isinstance(parsed, Mapping) else value
+    if isinstance(value, Mapping):
+        return redact_secrets(value)
+    return value
+
+
+class RedactingTrackingStore(TrackingStore):
+    """The TrackingStore the hook hands out: secret-looking hyperparameter and job parameter values are
+    replaced by ``***`` before they are written (see :func:`redact_secrets`)."""
+
+    def create_experiment(self, project: Any, name: str, model_id: int, dataset_id: int, hyperparameters: Any = None, **fields: Any) -> int:  # fmt: skip
+        return super().create_experiment(
+            project, name, model_id, dataset_id, redact_json_object(hyperparameters), **fields
+        )
+
+    def log_hyperparameters(self, experiment_id: int, hyperparameters: Any) -> None:
+        super().log_hyperparameters(experiment_id, redact_json_object(hyperparameters))
+
+    def record_preprocessing_job(self, *args: Any, **kwargs: Any) -> int:
+        if len(args) > 4:
+            args = (*args[:4], redact_json_object(args[4]), *args[5:])
+        if "parameters" in kwargs:
+            kwargs["parameters"] = redact_json_object(kwargs["parameters"])
+        return super().record_preprocessing_job(*args, **kwargs)
 
 
 def _log_once(conn_id: str, message: str, *args: Any) -> None:
@@ -300,12 +389,11 @@ class MLTrackHook(BaseHook):
         """The :class:`~airflow_mltrack.store.TrackingStore` for this connection.
 
         The embedded SQLite default is migrated to the newest schema first; a configured database is not
-        (run ``mltrack db upgrade``).
+        (run ``mltrack db upgrade``). Secret-looking hyperparameters are redacted before they are written
+        (:class:`RedactingTrackingStore`).
         """
-        from airflow_mltrack.store import TrackingStore
-
         url = self.get_uri()
-        return TrackingStore.from_url(url, auto_migrate=self._embedded)
+        return RedactingTrackingStore.from_url(url, auto_migrate=self._embedded)
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect, run ``SELECT 1`` and report the schema revision (the UI's Test button)."""

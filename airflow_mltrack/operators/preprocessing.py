@@ -86,16 +86,7 @@ class PreprocessingJobOperator(MLTrackBaseOperator):
         input_id = coerce_id("input_dataset_id", self.input_dataset_id)
         output_id = coerce_id("output_dataset_id", self.output_dataset_id, required=False)
         parameters = coerce_structure("parameters", self.parameters)
-        spec = self._output_spec()
-        if spec is not None:
-            output_id = store.register_dataset(
-                self.project,
-                spec.pop("name"),
-                spec.pop("data_type"),
-                version=spec.pop("version", "1.0"),
-                **spec,
-            )
-            self.log.info("derived dataset registered: id %s", output_id)
+        # The derived dataset is registered in the job's own transaction: a refused job leaves no dataset.
         job_id = store.record_preprocessing_job(
             self.project,
             self.name,
@@ -103,8 +94,10 @@ class PreprocessingJobOperator(MLTrackBaseOperator):
             output_dataset_id=output_id,
             parameters=parameters,
             status=self.status,
+            output_dataset=self._output_spec(),
             **self.airflow_link(context),
         )
+        output_id = store.get_preprocessing_job(job_id)["output_dataset_id"]
         if output_id is not None:
             context["ti"].xcom_push(key=OUTPUT_DATASET_XCOM_KEY, value=output_id)
         self.log.info("preprocessing job %s: dataset %s -> %s", job_id, input_id, output_id)

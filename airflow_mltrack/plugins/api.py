@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.hooks.mltrack import redact_secrets
 from airflow_mltrack.plugins.auth import AccessDep, DagAccess, StoreDep
 from airflow_mltrack.store import TrackingStore, ui_queries
 
@@ -256,6 +257,18 @@ class SchemaOut(_Out):
 
 
 # -- data shared by the API and the pages -------------------------------------------------------------
+def hide_secrets(found: list[dict[str, Any]], key: str = "hyperparameters") -> list[dict[str, Any]]:
+    """Secret-looking values of ``key`` (hyperparameters, job parameters) replaced by ``***``.
+
+    The hook redacts them before they are stored; this covers rows written some other way (older
+    versions, plain ``TrackingStore`` use), so neither the API nor a page ever shows them.
+    """
+    for row in found:
+        if row.get(key):
+            row[key] = redact_secrets(row[key])
+    return found
+
+
 def load_experiments(
     store: TrackingStore,
     access: DagAccess,
@@ -289,12 +302,13 @@ def load_experiments(
     )
     page["sort"] = sort or None
     page["order"] = order
+    hide_secrets(page["items"])
     return page
 
 
 def load_experiment(store: TrackingStore, access: DagAccess, experiment_id: int) -> dict[str, Any]:
     experiment = store.get_experiment(experiment_id)
-    return access.check(experiment, "experiment_id", experiment_id)
+    return hide_secrets([access.check(experiment, "experiment_id", experiment_id)])[0]
 
 
 def curves_of(store: TrackingStore, ids: list[int]) -> list[dict[str, Any]]:
@@ -339,15 +353,27 @@ def parse_ids(raw: list[str] | None) -> list[int]:
 
 
 def load_compare(store: TrackingStore, access: DagAccess, ids: list[int]) -> dict[str, Any]:
-    result = store.compare(ids)
+    try:
+        result = store.compare(ids)
+    except NotFoundError as exc:  # named as the query parameter the caller gave
+        raise NotFoundError("ids", exc.value, exc.reason) from None
     hidden = [e["experiment_id"] for e in result["experiments"] if not access.can_read(e.get("dag_id"))]
     if hidden:
         raise NotFoundError("ids", hidden, "no experiment with these ids")
+    hide_secrets(result["experiments"])
+    result["hyperparameters"] = {
+        key: {experiment_id: redact_secrets(value, key) for experiment_id, value in values.items()}
+        for key, values in result["hyperparameters"].items()
+    }
     return result
 
 
 def load_lineage(store: TrackingStore, access: DagAccess, dataset_id: int) -> dict[str, Any]:
-    return ui_queries.lineage(store, dataset_id, access.visible_dag_ids)
+    graph = ui_queries.lineage(store, dataset_id, access.visible_dag_ids)
+    for key in ("upstream_jobs", "downstream_jobs"):
+        hide_secrets(graph[key], "parameters")
+    hide_secrets(graph["experiments"])
+    return graph
 
 
 def load_deployments(store: TrackingStore, access: DagAccess, project: str | None) -> list[dict[str, Any]]:
@@ -462,7 +488,7 @@ def leaderboard(
     found = access.keep(store.leaderboard(project, metric, evaluation_set, mode, ui_queries.MAX_PAGE))
     for rank, row in enumerate(found, start=1):
         row["rank"] = rank
-    return found[:limit]
+    return hide_secrets(found[:limit])
 
 
 @router.get("/metric-keys", response_model=list[MetricKeyOut], summary="Metric names per split (sort keys)")
@@ -491,7 +517,7 @@ def models(store: StoreDep, access: AccessDep, project: ProjectQ = None) -> Any:
 
 @router.get("/preprocessing-jobs", response_model=list[JobOut], summary="Preprocessing jobs")
 def preprocessing_jobs(store: StoreDep, access: AccessDep, project: ProjectQ = None) -> Any:
-    return access.keep(store.list_preprocessing_jobs(project or None))
+    return hide_secrets(access.keep(store.list_preprocessing_jobs(project or None)), "parameters")
 
 
 @router.get("/deployments", response_model=list[EndpointOut], summary="Endpoints, traffic split, history")

@@ -28,7 +28,7 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
     from pathlib import Path
 
     from airflow.configuration import conf
-    from fastapi import FastAPI, Request
+    from fastapi import Depends, FastAPI, Request
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -39,13 +39,22 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
     from airflow_mltrack.plugins import api, pages
     from airflow_mltrack.plugins.auth import DEFAULT_CONN_ID, REQUIRE_PLUGIN_ACCESS
 
+    def no_nul_characters(request: Request) -> None:
+        """A NUL character in the path or a query parameter is a 422 naming it (PostgreSQL text cannot
+        hold one, and no name or id has one); checked after authentication."""
+        if "\x00" in request.scope.get("path", ""):
+            raise MLTrackError("path", request.scope["path"], "must not contain NUL characters")
+        for key, value in request.query_params.multi_items():
+            if "\x00" in key or "\x00" in value:
+                raise MLTrackError(key, value, "must not contain NUL characters")
+
     app = FastAPI(
         title="airflow-mltrack",
         version=__version__,
         description="Experiment tracking inside Apache Airflow: projects, datasets, models, experiments, "
         "metrics, lineage and deployments. Authenticate as for the Airflow API (Bearer JWT or the UI's "
         "`_token` cookie).",
-        dependencies=[REQUIRE_PLUGIN_ACCESS],
+        dependencies=[REQUIRE_PLUGIN_ACCESS, Depends(no_nul_characters)],
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

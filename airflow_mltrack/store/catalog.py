@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Set
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -25,14 +26,39 @@ datasets = Dataset.__table__
 models = Model.__table__
 
 ProjectRef = str | int
+DATASET_FIELDS = frozenset({"description", "source_url", "size_bytes", "num_records"})
+
+
+class DatasetInput(NamedTuple):
+    """A dataset's validated key (name, version), other columns and tags."""
+
+    name: str
+    version: str
+    values: dict[str, Any]
+    tags: list[str]
+
+
+def dataset_input(
+    name: Any, data_type: Any, version: Any, fields: dict[str, Any], prefix: str = ""
+) -> DatasetInput:
+    """Validate a dataset's arguments (``prefix`` is put before each field name in errors)."""
+    key_name = v.name(f"{prefix}name", name, NAME_LEN)
+    key_version = v.version(f"{prefix}version", version, VERSION_LEN)
+    fields = dict(fields)
+    tag_list = v.tag_names(f"{prefix}tags", fields.pop("tags", None))
+    _reject_unknown(prefix.rstrip(".") or "dataset", fields, DATASET_FIELDS)
+    values: dict[str, Any] = {
+        "data_type": v.choice(f"{prefix}data_type", data_type, DATA_TYPES),
+        "description": v.optional_text(f"{prefix}description", fields.get("description")),
+        "source_url": v.optional_text(f"{prefix}source_url", fields.get("source_url"), 512),
+        "size_bytes": v.integer(f"{prefix}size_bytes", fields.get("size_bytes"), required=False),
+        "num_records": v.integer(f"{prefix}num_records", fields.get("num_records"), required=False),
+    }
+    return DatasetInput(key_name, key_version, values, tag_list)
 
 
 def _version(value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    result = v.name("version", value, VERSION_LEN)
-    assert result is not None
-    return result
+    return v.version("version", value, VERSION_LEN)
 
 
 def _project_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -44,9 +70,11 @@ def _project_fields(fields: dict[str, Any]) -> dict[str, Any]:
         )
     out = {
         "description": v.optional_text("description", fields.get("description")),
-        "start_date": fields.get("start_date"),
-        "end_date": fields.get("end_date"),
+        "start_date": v.date("start_date", fields.get("start_date")),
+        "end_date": v.date("end_date", fields.get("end_date")),
     }
+    if out["start_date"] and out["end_date"] and out["end_date"] < out["start_date"]:
+        raise MLTrackError("end_date", fields.get("end_date"), "must not be before start_date")
     if fields.get("status") is not None:
         out["status"] = v.choice("status", fields["status"], PROJECT_STATUSES)
     return {k: val for k, val in out.items() if val is not None}
@@ -74,6 +102,8 @@ class CatalogStore(TagStore):
         )
 
     def get_project(self, project: ProjectRef) -> dict[str, Any]:
+        if not isinstance(project, int) or isinstance(project, bool):
+            v.filter_text("project", project)
         with self._read() as conn:
             query = select(projects)
             if isinstance(project, int):
@@ -103,29 +133,23 @@ class CatalogStore(TagStore):
         Fields: description, source_url, size_bytes, num_records. Re-registering returns the same id
         and updates the fields given.
         """
-        key_name = v.name("name", name, NAME_LEN)
-        key_version = _version(version)
-        tag_list = v.tag_names("tags", fields.pop("tags", None))
-        values: dict[str, Any] = {"data_type": v.choice("data_type", data_type, DATA_TYPES)}
-        allowed = {"description", "source_url", "size_bytes", "num_records"}
-        _reject_unknown("dataset", fields, allowed)
-        values["description"] = v.optional_text("description", fields.get("description"))
-        values["source_url"] = v.optional_text("source_url", fields.get("source_url"), 512)
-        values["size_bytes"] = v.integer("size_bytes", fields.get("size_bytes"), required=False)
-        values["num_records"] = v.integer("num_records", fields.get("num_records"), required=False)
+        dataset = dataset_input(name, data_type, version, fields)
         with self._write() as conn:
-            project_id = self._project_id(conn, project)
-            dataset_id = self._get_or_create(
-                conn,
-                datasets,
-                {"project_id": project_id, "name": key_name, "version": key_version},
-                values,
-                "dataset_id",
-                index_elements=["project_id", "name", "version"],
-            )
-            if tag_list:
-                self._tag(conn, "dataset", dataset_id, tag_list)
-            return dataset_id
+            return self._upsert_dataset(conn, self._project_id(conn, project), dataset)
+
+    def _upsert_dataset(self, conn: Connection, project_id: int, dataset: DatasetInput) -> int:
+        """Get-or-create a validated dataset inside the caller's transaction."""
+        dataset_id = self._get_or_create(
+            conn,
+            datasets,
+            {"project_id": project_id, "name": dataset.name, "version": dataset.version},
+            dataset.values,
+            "dataset_id",
+            index_elements=["project_id", "name", "version"],
+        )
+        if dataset.tags:
+            self._tag(conn, "dataset", dataset_id, dataset.tags)
+        return dataset_id
 
     def get_dataset(self, dataset_id: int) -> dict[str, Any]:
         dataset_id = v.entity_id("dataset_id", dataset_id)
@@ -199,7 +223,7 @@ def _filter_project(query: Any, project: ProjectRef | None) -> Any:
     return query.where(projects.c.name == project)
 
 
-def _reject_unknown(entity: str, fields: dict[str, Any], allowed: set[str]) -> None:
+def _reject_unknown(entity: str, fields: dict[str, Any], allowed: Set[str]) -> None:
     unknown = set(fields) - allowed
     if unknown:
         raise MLTrackError(

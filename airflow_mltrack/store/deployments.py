@@ -48,6 +48,7 @@ class DeploymentStore(PreprocessingStore):
             "status": None if status is None else v.choice("status", status, ENDPOINT_STATUSES),
         }
         name_ = v.name("endpoint", name, NAME_LEN)
+        fields = {k: value for k, value in fields.items() if value is not None}  # NULL status: the default
         with self._write() as conn:
             return self._endpoint_id(conn, self._project_id(conn, project), name_, fields)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, cast, func, literal, select, update
+from sqlalchemy import Connection, and_, case, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
@@ -122,9 +122,13 @@ class ExperimentStore(CatalogStore):
 
     def _merged_params(self, current: Any, new: Any) -> Any:
         if self.is_postgres:
-            return func.coalesce(current, cast(literal("{}"), JSONB)).op("||")(
-                func.coalesce(new, cast(literal("{}"), JSONB))
-            )
+            # No hyperparameters are stored as JSON null, not SQL NULL: 'null'::jsonb || '{...}' would be
+            # an array, so both sides count as {} unless they are objects.
+            def as_object(value: Any) -> Any:
+                empty = cast(literal("{}"), JSONB)
+                return case((func.jsonb_typeof(value) == "object", value), else_=empty)
+
+            return as_object(current).op("||")(as_object(new))
         return func.json_patch(func.coalesce(current, "{}"), func.coalesce(new, "{}"))
 
     def _parents(self, conn: Connection, project: ProjectRef, model_id: int, dataset_id: int) -> int:
@@ -293,6 +297,11 @@ class ExperimentStore(CatalogStore):
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Experiments, newest first, filtered by project, status, tag, hyperparameter values, DAG."""
+        if not isinstance(project, int) or isinstance(project, bool):
+            project = v.filter_text("project", project)
+        tag, dag_id, run_id = (
+            v.filter_text(f, x) for f, x in (("tag", tag), ("dag_id", dag_id), ("run_id", run_id))
+        )
         query = self._experiment_query()
         if project is not None:
             if isinstance(project, int):

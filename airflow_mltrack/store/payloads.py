@@ -153,9 +153,7 @@ def _row(field: str, row: Any, default_set: str, default_step: int | None) -> Me
 
 
 def _name(field: str, name: Any) -> str:
-    result = v.name(field, name, METRIC_NAME_LEN)
-    assert result is not None
-    return result
+    return v.name(field, name, METRIC_NAME_LEN)
 
 
 def _value(field: str, value: Any) -> float:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import rows, utcnow
-from airflow_mltrack.store.catalog import ProjectRef, datasets
+from airflow_mltrack.store.catalog import DatasetInput, ProjectRef, dataset_input, datasets
 from airflow_mltrack.store.experiments import TERMINAL, airflow_link
 from airflow_mltrack.store.metrics import MetricStore
 from airflow_mltrack.store.models import JOB_STATUSES, NAME_LEN, PreprocessingJob
@@ -29,12 +29,19 @@ class PreprocessingStore(MetricStore):
         output_dataset_id: int | None = None,
         parameters: Mapping[str, Any] | str | None = None,
         status: str = "Completed",
+        output_dataset: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> int:
-        """Record a job (idempotent on its Airflow link: dag_id, run_id, task_id, map_index, try_number)."""
+        """Record a job (idempotent on its Airflow link: dag_id, run_id, task_id, map_index, try_number).
+
+        ``output_dataset`` (``name``, ``data_type`` and any :meth:`register_dataset` field) registers the
+        derived dataset in the same transaction, instead of ``output_dataset_id``: a job refused for any
+        reason leaves no dataset behind.
+        """
         name_ = v.name("name", name, NAME_LEN)
         input_id = v.entity_id("input_dataset_id", input_dataset_id)
         output_id = None if output_dataset_id is None else v.entity_id("output_dataset_id", output_dataset_id)
+        derived = _output_dataset(output_dataset, output_id)
         if output_id == input_id:
             raise MLTrackError("output_dataset_id", output_id, "must differ from input_dataset_id")
         unknown = set(fields) - {"dag_id", "run_id", "task_id", "map_index", "try_number", "error"}
@@ -55,6 +62,10 @@ class PreprocessingStore(MetricStore):
         }
         with self._write() as conn:
             project_id = self._project_id(conn, project)
+            if derived is not None:
+                output_id = values["output_dataset_id"] = self._upsert_dataset(conn, project_id, derived)
+                if output_id == input_id:
+                    raise MLTrackError("output_dataset", derived.name, "is the input dataset itself")
             for field, dataset_id in (("input_dataset_id", input_id), ("output_dataset_id", output_id)):
                 if dataset_id is None:
                     continue
@@ -80,6 +91,11 @@ class PreprocessingStore(MetricStore):
             )
             return int(conn.execute(stmt.returning(jobs.c.job_id)).scalar_one())
 
+    def get_preprocessing_job(self, job_id: int) -> dict[str, Any]:
+        job_id = v.entity_id("job_id", job_id)
+        with self._read() as conn:
+            return dict(self._require(conn, jobs, "job_id", job_id, "job_id")._mapping)
+
     def set_preprocessing_status(self, job_id: int, status: str, error: str | None = None) -> None:
         job_id = v.entity_id("job_id", job_id)
         status = v.choice("status", status, JOB_STATUSES)
@@ -104,3 +120,20 @@ class PreprocessingStore(MetricStore):
             if project is not None:
                 query = query.where(jobs.c.project_id == self._lookup_project_id(conn, project))
             return rows(conn.execute(query))
+
+
+def _output_dataset(spec: Mapping[str, Any] | None, output_id: int | None) -> DatasetInput | None:
+    """The validated ``output_dataset`` of a job (None when not given)."""
+    if spec is None:
+        return None
+    if output_id is not None:
+        raise MLTrackError("output_dataset", spec, "give output_dataset or output_dataset_id, not both")
+    if not isinstance(spec, Mapping):
+        raise MLTrackError("output_dataset", spec, f"must be a dict, not {type(spec).__name__}")
+    fields = dict(spec)
+    for key in ("name", "data_type"):
+        if fields.get(key) is None:
+            raise MLTrackError(f"output_dataset.{key}", None, "is required")
+    return dataset_input(
+        fields.pop("name"), fields.pop("data_type"), fields.pop("version", "1.0"), fields, "output_dataset."
+    )

@@ -101,7 +101,7 @@ def parse_sort(sort: str | None) -> tuple[str, str] | None:
     split, sep, name = sort.partition("/")
     if not sep or not name:
         raise MLTrackError("sort", sort, "expected <evaluation_set>/<metric>, e.g. test/accuracy")
-    return v.choice("sort", split, EVALUATION_SETS), name
+    return v.choice("sort", split, EVALUATION_SETS), v.filter_text("sort", name) or name
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -152,6 +152,16 @@ def experiment_page(
     offset = v.integer("offset", offset, minimum=0) or 0
     order = v.choice("order", order, SORT_ORDERS)
     sort_key = parse_sort(sort)
+    project, dag_id, run_id, task_id, tag = (
+        v.filter_text(field, value)
+        for field, value in (
+            ("project", project),
+            ("dag_id", dag_id),
+            ("run_id", run_id),
+            ("task_id", task_id),
+            ("tag", tag),
+        )
+    )
 
     conditions: list[Any] = []
     if project:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from airflow_mltrack.errors import MLTrackError
 
 _MISSING = object()
+
+#: Largest JSON object (hyperparameters, job parameters, model schemas) one call may store, in bytes of
+#: compact UTF-8 JSON. Hyperparameters are a few hundred bytes; a blob this large is a mistake (a dataset
+#: or a model passed by accident) and would slow every list, compare and filter of the UI.
+MAX_JSON_BYTES = 64 * 1024
+
+
+@overload
+def name(field: str, value: Any, max_len: int, *, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def name(field: str, value: Any, max_len: int, *, required: bool) -> str | None: ...
 
 
 def name(field: str, value: Any, max_len: int, *, required: bool = True) -> str | None:
@@ -26,6 +40,44 @@ def name(field: str, value: Any, max_len: int, *, required: bool = True) -> str 
     if "\x00" in stripped:
         raise MLTrackError(field, value, "must not contain NUL characters")
     return stripped
+
+
+def version(field: str, value: Any, max_len: int) -> str:
+    """A version label: a non-empty string, or a finite int/float written as text (``2`` -> ``"2"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MLTrackError(field, value, "must be a version label, not NaN or infinity")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    return name(field, value, max_len)
+
+
+def filter_text(field: str, value: Any, max_len: int = 1000) -> str | None:
+    """A read filter (project name, DAG id, tag...): None or a string without NUL characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MLTrackError(field, value, f"must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise MLTrackError(field, value, "must not contain NUL characters")
+    if len(value) > max_len:
+        raise MLTrackError(field, value, f"is {len(value)} characters long; at most {max_len} allowed")
+    return value
+
+
+def date(field: str, value: Any) -> dt.date | None:
+    """None, a date (a datetime gives its date) or an ISO ``YYYY-MM-DD`` string."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise MLTrackError(field, value, "must be a date (YYYY-MM-DD)") from None
+    raise MLTrackError(field, value, f"must be a date, not {type(value).__name__}")
 
 
 def optional_text(field: str, value: Any, max_len: int | None = None) -> str | None:
@@ -80,8 +132,7 @@ def integer(field: str, value: Any, *, minimum: int | None = 0, required: bool =
 def entity_id(field: str, value: Any) -> int:
     """A positive integer id; strings such as rendered XCom templates are coerced."""
     result = integer(field, value, minimum=1)
-    assert result is not None
-    if result > 2**31 - 1:
+    if result is None or result > 2**31 - 1:
         raise MLTrackError(field, value, "is not a valid id")
     return result
 
@@ -109,8 +160,9 @@ def number(field: str, value: Any, *, finite: bool = False) -> float:
     return value
 
 
-def json_object(field: str, value: Any) -> dict[str, Any] | None:
-    """None, a dict, or a JSON string of an object; values must be JSON-serializable."""
+def json_object(field: str, value: Any, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any] | None:
+    """None, a dict, or a JSON string of an object; values must be JSON-serializable, strings free of NUL
+    characters (PostgreSQL's JSONB refuses them), and the whole at most ``max_bytes`` of compact JSON."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -118,32 +170,55 @@ def json_object(field: str, value: Any) -> dict[str, Any] | None:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise MLTrackError(field, value, f"is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise MLTrackError(field, value, "is nested too deeply") from None
     if not isinstance(value, Mapping):
         raise MLTrackError(field, value, f"must be a JSON object (dict), not {type(value).__name__}")
     result: dict[str, Any] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not key.strip():
-            raise MLTrackError(f"{field} key", key, "must be a non-empty string")
-        result[key] = _json_value(f"{field}.{key}", item)
+        result[_json_key(field, key)] = _json_value(f"{field}.{key}", item)
+    size = len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > max_bytes:
+        raise MLTrackError(field, value, f"is {size:,} bytes of JSON; at most {max_bytes:,} allowed")
     return result
 
 
-def _json_value(field: str, value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
+def _json_key(field: str, key: Any) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise MLTrackError(f"{field} key", key, "must be a non-empty string")
+    if "\x00" in key:
+        raise MLTrackError(f"{field} key", key, "must not contain NUL characters")
+    return key
+
+
+def _json_value(field: str, value: Any, depth: int = 0) -> Any:
+    if depth > 64:
+        raise MLTrackError(field, value, "is nested too deeply (at most 64 levels)")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise MLTrackError(field, value, "must not contain NUL characters")
         return value
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise MLTrackError(field, value, "must be finite (JSON has no NaN or infinity)")
         return value
     if isinstance(value, Mapping):
-        return {str(k): _json_value(f"{field}.{k}", v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if "\x00" in key:
+                raise MLTrackError(f"{field} key", key, "must not contain NUL characters")
+            out[key] = _json_value(f"{field}.{k}", v, depth + 1)
+        return out
     if isinstance(value, list | tuple):
-        return [_json_value(f"{field}[{i}]", v) for i, v in enumerate(value)]
+        return [_json_value(f"{field}[{i}]", v, depth + 1) for i, v in enumerate(value)]
     try:
         import numpy as np
 
         if isinstance(value, np.generic):
-            return _json_value(field, value.item())
+            return _json_value(field, value.item(), depth)
     except ImportError:
         pass
     raise MLTrackError(field, value, f"is not JSON-serializable ({type(value).__name__})")
@@ -157,5 +232,4 @@ def tag_names(field: str, value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, list | tuple | set):
         raise MLTrackError(field, value, "must be a list of strings")
-    names = [name(field, item, 100) for item in value]
-    return sorted({n for n in names if n})
+    return sorted({name(field, item, 100) for item in value})
