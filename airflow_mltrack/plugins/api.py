@@ -234,7 +234,8 @@ class LineageOut(_Out):
     upstream_jobs: list[JobOut]
     downstream_jobs: list[JobOut]
     datasets: list[LineageDatasetOut]
-    experiments: list[LineageExperimentOut]
+    experiments: list[LineageExperimentOut] = Field(description="the newest experiments (at most 100)")
+    experiments_total: int = Field(description="all experiments trained on these datasets")
     models: list[LineageModelOut]
     deployments: list[AssignmentOut]
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
 
 MAX_PAGE = 500
+LINEAGE_EXPERIMENTS = 100  # experiments listed in a lineage (the newest); the rest are counted
 SORT_ORDERS = ("desc", "asc")
 
 
@@ -397,13 +398,19 @@ def models_with_usage(
 
 
 def lineage(
-    store: TrackingStore, dataset_id: int, visible_dag_ids: Collection[str] | None = None
+    store: TrackingStore,
+    dataset_id: int,
+    visible_dag_ids: Collection[str] | None = None,
+    experiment_limit: int = LINEAGE_EXPERIMENTS,
 ) -> dict[str, Any]:
     """The lineage around a dataset.
 
     Upstream: the preprocessing chain that produced it. Downstream: preprocessing jobs from it and from
     every dataset derived from it (transitively), the experiments trained on any of these datasets, their
     models and the endpoints serving those models (every assignment, active or retired).
+
+    Experiments: the newest ``experiment_limit`` (``experiments_total`` counts them all); the models and
+    endpoints are those of every experiment, shown or not.
     """
     dataset_id = v.entity_id("dataset_id", dataset_id)
     with store._read() as conn:
@@ -449,23 +456,33 @@ def lineage(
                 conn.execute(select(datasets).where(datasets.c.dataset_id.in_(downstream_ids | upstream_ids)))
             )
         }
-        exp_rows = rows(
-            conn.execute(
-                _where(
-                    select(
-                        experiments.c.experiment_id,
-                        experiments.c.name,
-                        experiments.c.status,
-                        experiments.c.dataset_id,
-                        experiments.c.model_id,
-                        experiments.c.dag_id,
-                        experiments.c.run_id,
-                    ).where(experiments.c.dataset_id.in_(downstream_ids)),
-                    _visible(experiments.c.dag_id, visible_dag_ids),
-                ).order_by(experiments.c.experiment_id)
+        trained = _where(
+            select(experiments.c.experiment_id).where(experiments.c.dataset_id.in_(downstream_ids)),
+            _visible(experiments.c.dag_id, visible_dag_ids),
+        ).subquery()
+        newest = (
+            select(
+                experiments.c.experiment_id,
+                experiments.c.name,
+                experiments.c.status,
+                experiments.c.dataset_id,
+                experiments.c.model_id,
+                experiments.c.dag_id,
+                experiments.c.run_id,
             )
+            .where(experiments.c.experiment_id.in_(select(trained.c.experiment_id)))
+            .order_by(experiments.c.experiment_id.desc())
+            .limit(experiment_limit)
         )
-        model_ids = {r["model_id"] for r in exp_rows}
+        exp_rows = rows(conn.execute(newest))
+        total = int(conn.execute(select(func.count()).select_from(trained)).scalar_one())
+        model_ids = set(
+            conn.execute(
+                select(experiments.c.model_id)
+                .where(experiments.c.experiment_id.in_(select(trained.c.experiment_id)))
+                .distinct()
+            ).scalars()
+        )
         model_rows = rows(
             conn.execute(select(models).where(models.c.model_id.in_(model_ids)).order_by(models.c.model_id))
         )
@@ -489,6 +506,7 @@ def lineage(
         "downstream_jobs": down_jobs,
         "datasets": [dataset_rows[i] for i in sorted(dataset_rows)],
         "experiments": exp_rows,
+        "experiments_total": total,
         "models": model_rows,
         "deployments": deployments,
     }

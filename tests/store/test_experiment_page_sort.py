@@ -85,3 +85,21 @@ def test_metric_keys_follow_project_and_visibility(store, seeded):
         ("validation", "acc"),
     ]
     assert keys(project="nope") == []
+
+
+def test_lineage_lists_the_newest_experiments_and_counts_all(store):
+    raw = store.register_dataset("lin", "raw", "Tabular")
+    store.record_preprocessing_job(
+        "lin", "clean", raw, output_dataset={"name": "clean", "data_type": "Tabular"}, status="Completed"
+    )
+    clean = next(d["dataset_id"] for d in store.list_datasets("lin") if d["name"] == "clean")
+    first = store.register_model("lin", "m", "sklearn", version="1")
+    second = store.register_model("lin", "m", "sklearn", version="2")
+    created = [
+        store.create_experiment("lin", f"e{i}", first if i == 0 else second, raw if i % 2 else clean)
+        for i in range(5)
+    ]
+    graph = ui_queries.lineage(store, raw, experiment_limit=2)
+    assert [e["experiment_id"] for e in graph["experiments"]] == created[::-1][:2]
+    assert graph["experiments_total"] == 5
+    assert {m["model_id"] for m in graph["models"]} == {first, second}  # e0's model, though not listed

@@ -264,6 +264,7 @@ def test_leaderboard_lineage_deployments_schema(client, admin, ids):
     assert [j["name"] for j in lineage["downstream_jobs"]] == ["normalize"]
     assert {d["dataset_id"] for d in lineage["datasets"]} == {ids["raw"], ids["clean"]}
     assert {e["name"] for e in lineage["experiments"]} == {"baseline", "tuned", XSS_NAME, "secret-experiment"}
+    assert lineage["experiments_total"] == 4
     assert {m["model_id"] for m in lineage["models"]} == {ids["v1"], ids["v2"]}
     assert len(lineage["deployments"]) == 4
     upstream = client.get(f"/mltrack/api/datasets/{ids['clean']}/lineage", headers=admin).json()
