@@ -411,6 +411,7 @@ class MetricStore(ExperimentStore):
         """Every value of one metric of one split, by step (a step-less value first)."""
         experiment_id = v.entity_id("experiment_id", experiment_id)
         split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
+        name = v.filter_text("name", name) or ""
         query = (
             select(metrics.c.step, metrics.c.value, metrics.c.recorded_at)
             .where(
@@ -582,6 +583,7 @@ class MetricStore(ExperimentStore):
     ) -> list[dict[str, Any]]:
         """Top ``limit`` experiments of ``project`` by the final value of ``metric`` on a split."""
         split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
+        metric = v.filter_text("metric", metric) or ""
         mode = v.choice("mode", mode, ("max", "min"))
         limit = v.integer("limit", limit, minimum=1) or 10
         with self._read() as conn:

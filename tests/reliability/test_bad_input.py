@@ -94,6 +94,8 @@ STORE_CASES = [
         "at most 255",
     ),
     ("dataset-nul-in-name", lambda s, i: s.register_dataset(PROJECT, "a\x00b", "Tabular"), "name", "NUL"),
+    ("leaderboard-nul-in-metric", lambda s, i: s.leaderboard(PROJECT, "a\x00b"), "metric", "NUL"),
+    ("history-nul-in-name", lambda s, i: s.metric_history(i["experiment_id"], "a\x00b"), "name", "NUL"),
     ("dataset-name-not-text", lambda s, i: s.register_dataset(PROJECT, 42, "Tabular"), "name", "not int"),
     (
         "dataset-version-nan",
