@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from airflow_mltrack.store.migrations import migrations_dir, upgrade  # noqa: E402
+from tests.support.airflow_db import migrate  # noqa: E402
 from tests.support.pgserver import TempPostgres  # noqa: E402
 from tests.ui.conftest import auth_env  # noqa: E402
 
@@ -227,18 +227,7 @@ def seed(pg: TempPostgres, db: str, n: int, m: int, console: Console) -> dict[st
 
 
 def airflow_migrate(console: Console) -> None:
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    console.print(f"airflow db migrate: {time.perf_counter() - started:.1f}s")
+    console.print(f"airflow db migrate: {migrate(timeout=600):.1f}s")
 
 
 def routes(n: int) -> list[tuple[str, str]]:

@@ -36,24 +36,27 @@ def add_dag_bundle(name: str, path: str) -> None:
     os.environ[_BUNDLES_ENV] = json.dumps(bundles)
 
 
+def migrate(timeout: float = 300) -> float:
+    """Run ``airflow db migrate`` for the current environment (``AIRFLOW_HOME`` etc.); returns seconds."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
 def migrate_once() -> float:
     """``airflow db migrate`` on the session's metadata database (once per AIRFLOW_HOME); returns seconds."""
     home = os.environ["AIRFLOW_HOME"]
     with _lock:
         if home in _migrated:
             return 0.0
-        started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=os.environ.copy(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
-        _migrated[home] = time.perf_counter() - started
+        _migrated[home] = migrate()
         return _migrated[home]

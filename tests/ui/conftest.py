@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.airflow_db import migrate
 
 USERS = {"admin": ("admin", "admin-secret-pw"), "viewer": ("viewer", "viewer-secret-pw")}
 JWT_SECRET = "mltrack-ui-tests-jwt-secret-" + "0123456789abcdef" * 4
@@ -119,18 +118,7 @@ def ui_airflow_home(tmp_path_factory) -> Path:
     """The session AIRFLOW_HOME (tests/conftest.py) with auth settings and a migrated metadata DB."""
     home = Path(os.environ["AIRFLOW_HOME"])
     os.environ.update(auth_env(tmp_path_factory.mktemp("ui-auth")))
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    print(f"airflow db migrate: {time.perf_counter() - started:.1f}s")
+    print(f"airflow db migrate: {migrate():.1f}s")
     return home
 
 
