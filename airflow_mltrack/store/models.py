@@ -38,6 +38,12 @@ EXPERIMENT_STATUSES = ("Pending", "Running", "Completed", "Failed", "Cancelled")
 EVALUATION_SETS = ("train", "validation", "test", "inference")
 JOB_STATUSES = EXPERIMENT_STATUSES
 ENDPOINT_STATUSES = ("Active", "Inactive", "Retired")
+# What a row of endpoint_models records (revision 0004): the first model of an endpoint ("deploy"), a new
+# model beside others ("canary"), a model taken to 100 % ("promote"), a model that served this endpoint
+# before coming back ("rollback"), or a traffic change of a model already serving ("adjust").
+ROLLOUT_KINDS = ("deploy", "canary", "promote", "rollback", "adjust")
+# How a task instance belongs to an experiment (revision 0004): it created it, or it wrote to it.
+EXPERIMENT_TASK_ROLES = ("creator", "writer")
 TAGGABLE_ENTITIES = (
     "project",
     "dataset",
@@ -395,8 +401,11 @@ class EndpointModel(Base):
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     dag_id: Mapped[str | None] = mapped_column(String(AIRFLOW_ID_LEN))
     run_id: Mapped[str | None] = mapped_column(String(AIRFLOW_ID_LEN))
+    # NULL for rows written before revision 0004 (their kind was not recorded).
+    kind: Mapped[str | None] = mapped_column(String(20))
 
     __table_args__ = (
+        CheckConstraint(_in("kind", ROLLOUT_KINDS), name="ck_endpoint_models_kind"),
         ForeignKeyConstraint(
             ["endpoint_id"],
             ["deployment_endpoints.endpoint_id"],
@@ -422,6 +431,39 @@ class EndpointModel(Base):
             postgresql_where=text("retired_at IS NULL"),
             sqlite_where=text("retired_at IS NULL"),
         ),
+    )
+
+
+class ExperimentTask(Base):
+    """A task instance that belongs to an experiment: the one that created it, and every one that wrote to it.
+
+    The status listener decides an experiment's status from these task instances only (revision 0004), so
+    an unrelated task of the same DAG run cannot fail or cancel it.
+    """
+
+    __tablename__ = "experiment_tasks"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    dag_id: Mapped[str] = mapped_column(String(AIRFLOW_ID_LEN), nullable=False)
+    run_id: Mapped[str] = mapped_column(String(AIRFLOW_ID_LEN), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(AIRFLOW_ID_LEN), nullable=False)
+    map_index: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("-1"))
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "experiment_id", "dag_id", "run_id", "task_id", "map_index", name="pk_experiment_tasks"
+        ),
+        ForeignKeyConstraint(
+            ["experiment_id"],
+            ["experiments.experiment_id"],
+            name="fk_experiment_task_experiment",
+            ondelete="CASCADE",
+        ),
+        CheckConstraint(_in("role", EXPERIMENT_TASK_ROLES), name="ck_experiment_tasks_role"),
+        # The listener's lookup: which experiments does this task instance belong to?
+        Index("idx_experiment_tasks_task_instance", "dag_id", "run_id", "task_id", "map_index"),
     )
 
 
@@ -471,6 +513,7 @@ __all__ = [
     "DeploymentEndpoint",
     "EndpointModel",
     "Experiment",
+    "ExperimentTask",
     "Metric",
     "MetricLatest",
     "Model",
