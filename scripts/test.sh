@@ -38,7 +38,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         SUDO=(sudo -n)
     fi
     if [ "$(id -u)" -eq 0 ] || [ "${#SUDO[@]}" -gt 0 ]; then
-        echo "scripts/test.sh: installing ${missing[*]} with apt-get ..." >&2
+        echo "scripts/test.sh: installing ${missing[*]} with apt-get (a minute or two) ..." >&2
         export DEBIAN_FRONTEND=noninteractive
         "${SUDO[@]}" apt-get update -qq >/dev/null
         "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -60,11 +60,18 @@ fi
 stamp=".venv/.mltrack-test-install"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "${MLTRACK_FORCE_INSTALL:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "scripts/test.sh: installing Airflow and this package with its test extras into .venv" \
+        "(the first time about 5-7 minutes, quiet; later runs skip this) ..." >&2
+    started=$SECONDS
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" \
         2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     echo "$want" > "$stamp"
+    echo "scripts/test.sh: installed in $((SECONDS - started))s" >&2
 fi
 
+if [ "$#" -eq 0 ]; then
+    echo "scripts/test.sh: running the whole suite (about 6-8 minutes on 2 cores) ..." >&2
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
