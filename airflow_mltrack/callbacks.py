@@ -30,6 +30,7 @@ __all__ = [
     "task_callbacks",
     "task_failed",
     "task_retried",
+    "task_skipped",
     "task_started",
     "task_succeeded",
 ]
@@ -55,28 +56,35 @@ def task_retried(context: Any) -> None:
     _status.task_failed(context["ti"], context.get("exception"), final=False)
 
 
+def task_skipped(context: Any) -> None:
+    """``on_skipped_callback`` (the task raised AirflowSkipException): its experiments go Cancelled."""
+    _status.task_skipped(context["ti"])
+
+
 def _run_id(context: Any) -> str | None:
     dag_run = context.get("dag_run")
     return context.get("run_id") or getattr(dag_run, "run_id", None)
 
 
 def dag_succeeded(context: Any) -> None:
-    """DAG ``on_success_callback``: experiments of the run still open go Completed."""
+    """DAG ``on_success_callback``: experiments of the run still open are decided from their own tasks."""
     dag = context.get("dag")
-    _status.dag_run_finished(dag.dag_id, _run_id(context), success=True, dag=dag)
+    _status.dag_run_finished(dag.dag_id, _run_id(context), success=True, dag=dag, msg=context.get("reason"))
 
 
 def dag_failed(context: Any) -> None:
-    """DAG ``on_failure_callback``: experiments of the run still Pending/Running go Cancelled."""
+    """DAG ``on_failure_callback``: experiments of the run still open are decided from their own tasks
+    (Completed, Failed, or Cancelled naming the tasks that did not finish), never from the run's outcome."""
     dag = context.get("dag")
-    _status.dag_run_finished(dag.dag_id, _run_id(context), success=False, dag=dag)
+    _status.dag_run_finished(dag.dag_id, _run_id(context), success=False, dag=dag, msg=context.get("reason"))
 
 
 def task_callbacks() -> dict[str, Any]:
-    """The four task callbacks, ready for ``default_args`` (merge with your own if you have some)."""
+    """The five task callbacks, ready for ``default_args`` (merge with your own if you have some)."""
     return {
         "on_execute_callback": task_started,
         "on_success_callback": task_succeeded,
         "on_failure_callback": task_failed,
         "on_retry_callback": task_retried,
+        "on_skipped_callback": task_skipped,
     }

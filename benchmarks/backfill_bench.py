@@ -3,7 +3,7 @@
 Measures the Reconciler's own cost (store reads that find what is present, experiment creation, metric
 upserts), with an in-memory run source that serves the runs and their XCom payloads instantly, so the
 numbers exclude Airflow's side (one Execution-API or REST round trip per run and per XCom on a real
-deployment). Per backend (PostgreSQL from tests/support/pgserver.py, and SQLite), three passes:
+deployment). Per backend (a throwaway PostgreSQL on disk from tests/support/pgserver.py, and SQLite), three passes:
 
 - first import: every run's experiment created (placeholder model/dataset) and its metrics upserted;
 - resume: everything already present (the cheap path of a re-run or an interrupted CLI);
@@ -11,31 +11,31 @@ deployment). Per backend (PostgreSQL from tests/support/pgserver.py, and SQLite)
 
 Reports intervals/s and peak Python memory (tracemalloc) per pass, prints a table and writes JSON.
 
-Usage: python benchmarks/backfill_bench.py [--days 365] [--metrics 20] [--json benchmarks/results/backfill.json]
+Usage: python -m benchmarks.backfill_bench [--days 365] [--metrics 20] [--skip-postgres]
+       [--json benchmarks/results/backfill.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import platform
 import resource
-import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from airflow_mltrack.backfill import MISSING, Reconciler, SourceRun, SourceSpec  # noqa: E402
-from airflow_mltrack.store import TrackingStore  # noqa: E402
-from airflow_mltrack.store.migrations import upgrade  # noqa: E402
+from airflow_mltrack.backfill import MISSING, Reconciler, SourceRun, SourceSpec
+from airflow_mltrack.store import TrackingStore
+from benchmarks._common import (
+    arguments,
+    machine_info,
+    migrated_database,
+    print_table,
+    temp_postgres,
+    temp_sqlite,
+    write_results,
+)
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -100,12 +100,11 @@ def run_pass(
     }
 
 
-def bench_backend(label: str, urls: tuple[str, str], days: int, metrics: int, results: dict) -> None:
-    """Timed passes on ``urls[0]``; the same passes under tracemalloc on ``urls[1]`` for peak memory."""
+def bench_backend(label: str, urls: list[str], days: int, metrics: int, results: dict[str, Any]) -> None:
+    """Timed passes on migrated ``urls[0]``; the same passes under tracemalloc on ``urls[1]`` for peak
+    memory."""
     source = MemoryRunSource(days, metrics)
     passes = (("first import", False), ("resume (all present)", False), ("verify (re-read, compare)", True))
-    for url in urls:
-        upgrade(url)
     timed, traced = TrackingStore.from_url(urls[0]), TrackingStore.from_url(urls[1])
     for name, verify in passes:
         entry = run_pass(timed, source, days, verify=verify)
@@ -119,81 +118,58 @@ def bench_backend(label: str, urls: tuple[str, str], days: int, metrics: int, re
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, "backfill_bench")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument(
         "--metrics", type=int, default=20, help="scalar metrics per run (plus a 10-step curve)"
     )
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "backfill.json"))
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
 
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
+    machine = machine_info()
     if not args.skip_postgres:
-        from tests.support.pgserver import TempPostgres
-
-        with TempPostgres() as pg:
-            urls = (
-                pg.create_database("backfill_bench", template="template0"),
-                pg.create_database("backfill_bench_traced", template="template0"),
-            )
+        with temp_postgres() as pg:
+            machine = machine_info(pg)
+            urls = [migrated_database(pg, "backfill_bench"), migrated_database(pg, "backfill_bench_traced")]
             bench_backend("PostgreSQL", urls, args.days, args.metrics, results)
-            from airflow_mltrack.store.engine import dispose_engines
-
-            dispose_engines()
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_backend(
-            "SQLite",
-            (f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/traced.db"),
-            args.days,
-            args.metrics,
-            results,
-        )
-        from airflow_mltrack.store.engine import dispose_engines
-
-        dispose_engines()
+    with temp_sqlite("bench", "traced") as urls:
+        bench_backend("SQLite", urls, args.days, args.metrics, results)
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    table = Table(
-        title=f"Backfill reconcile: {args.days} daily intervals, {args.metrics + 10} metric rows each"
-    )
-    for column in ("Pass", "Intervals/s", "Seconds", "Imported", "Present", "Rows", "Peak Python MiB"):
-        table.add_column(column, justify="left" if column == "Pass" else "right")
-    for name, r in results.items():
-        table.add_row(
-            name,
-            f"{r['intervals_per_second']:,}",
-            f"{r['seconds']}",
-            str(r["imported"]),
-            str(r["already_present"]),
-            f"{r['metric_rows']:,}",
-            f"{r['peak_python_mib']}",
-        )
     console = Console(width=140)
-    console.print(table)
-    console.print(f"process peak RSS: {peak_rss:.0f} MiB")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "python": platform.python_version(),
-                "days": args.days,
-                "metrics_per_run": args.metrics + 10,
-                "run_source": "in-memory (Airflow round trips excluded)",
-                "peak_rss_mib": round(peak_rss),
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    print_table(
+        console,
+        f"Backfill reconcile: {args.days} daily intervals, {args.metrics + 10} metric rows each",
+        ("Pass", "Intervals/s", "Seconds", "Imported", "Present", "Rows", "Peak Python MiB"),
+        (
+            (
+                name,
+                f"{r['intervals_per_second']:,}",
+                f"{r['seconds']}",
+                str(r["imported"]),
+                str(r["already_present"]),
+                f"{r['metric_rows']:,}",
+                f"{r['peak_python_mib']}",
+            )
+            for name, r in results.items()
+        ),
     )
-    console.print(f"wrote {out}")
+    console.print(f"process peak RSS: {peak_rss:.0f} MiB")
+    write_results(
+        args.json,
+        {
+            "machine": machine,
+            "days": args.days,
+            "metrics_per_run": args.metrics + 10,
+            "run_source": "in-memory (Airflow round trips excluded)",
+            "peak_rss_mib": round(peak_rss),
+            "results": results,
+        },
+        console,
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -2,7 +2,8 @@
 
 MLflow is never a dependency of this package: the bench makes its own venv (``benchmarks/.mlflow-venv``,
 git-ignored; created and filled with ``MLFLOW_REQUIREMENTS`` from PyPI on first use, reused after) and
-drives MLflow there through ``benchmarks/mlflow_worker.py`` (JSON lines over a pipe; MLflow calls are
+drives MLflow there through ``benchmarks/mlflow_worker.py``, run as a plain script by that venv's python
+(JSON lines over a pipe; MLflow calls are
 timed inside the worker, ours in this process). SQLAlchemy 2.1, which MLflow pulls in, maps
 ``postgresql://`` to psycopg 3, hence ``psycopg[binary]`` in that venv.
 
@@ -10,14 +11,14 @@ One run, one server (tests/support/pgserver.py ``TempPostgres``, on disk), four 
 for ingest, ours and MLflow's for search. MLflow's own ``SqlAlchemyStore`` creates its schema (its
 Alembic migrations).
 
-1. Ingest, N rows (``--rows``, default 200k; the rows of ingest_bench.make_rows: 20 metric names x
+1. Ingest, N rows (``--rows``, default 200k; the rows of ``_common.make_rows``: 20 metric names x
    N/20 steps, like a training loop): MLflow ``SqlAlchemyStore.log_batch`` of 1000 metrics a call
    (MLflow's per-call limit) into one run; our ``TrackingStore.log_metrics`` of the same rows in 1k-row
    batches and in one call; raw binary COPY into a table shaped like our ``metrics``
-   (ingest_bench.bench_raw_copy) and into our real ``metrics`` table (bench_copy_into_metrics). Each
+   (``_common.copy_raw_shape``) and into our real ``metrics`` table (``_common.copy_into_metrics``). Each
    case in a fresh database, one round each. rows/s and the ratios ours/MLflow and ours/raw.
 2. Search at scale (``--runs``, default 100k runs; ``--metric-rows``, default 10M): our side is seeded by
-   ui_bench.seed (imported): 100k experiments over 4 projects, 5 metrics x 2 splits x 10 steps each, then
+   ``_common.seed_at_scale`` (as ui_bench): 100k experiments over 4 projects, 5 metrics x 2 splits x 10 steps each, then
    VACUUM ANALYZE. MLflow's side holds exactly the same data in MLflow's shape: one MLflow experiment per
    project, one run per experiment, metric key ``<split>_<name>`` (e.g. ``validation_accuracy``), the
    hyperparameters as params. What MLflow writes per run was learned first from 50 sample runs logged
@@ -30,7 +31,7 @@ Alembic migrations).
    ``COPY ... FROM STDIN`` on MLflow's,
    one transaction after a TRUNCATE, the child tables' indexes and keys dropped and rebuilt as MLflow's
    migrations define them, then VACUUM ANALYZE). Copied rather than regenerated with generate_series
-   because ui_bench's metric values use random(): a copy gives both systems the same values, so both
+   because the seeded metric values use random(): a copy gives both systems the same values, so both
    must return the same top-10, which the bench checks. ``latest_metrics`` is loaded from our
    ``metric_latest`` (the same definition: the value at the highest step). The bench compares one
    bulk-loaded run with the sample runs (same columns set, same tag and param keys, one latest row per
@@ -42,60 +43,64 @@ Alembic migrations).
    EXPLAIN (ANALYZE, BUFFERS) of both sides' SQL goes into the JSON.
 3. Growth: the same timings first at ``--grow-from`` metric rows (default a tenth: 1M, one step per
    metric), then at ``--metric-rows`` (10M): both sides are reloaded at the larger size (our tables
-   truncated and seeded again by ui_bench.seed, MLflow's copied again).
+   truncated and seeded again by ``seed_at_scale``, MLflow's copied again).
 
 The machine's load average is sampled at every phase (other people's tests share the 2 cores).
 Prints rich tables and writes benchmarks/results/mlflow.json (machine, versions, row counts, timings).
 The full run takes 7-8 minutes on 2 shared cores (load average 3-5), the first one plus ~1.5 min for the
 venv. Our databases are ~1.9 GB at 10M rows, MLflow's ~3.5 GB: the server needs ~6 GB of free disk.
 
-Usage: python benchmarks/mlflow_bench.py [--rows 200000] [--runs 100000] [--metric-rows 10000000]
+Usage: python -m benchmarks.mlflow_bench [--rows 200000] [--runs 100000] [--metric-rows 10000000]
        [--grow-from 1000000] [--repeat 5] [--json benchmarks/results/mlflow.json]
-       python benchmarks/mlflow_bench.py --quick    # 20k rows, 10k runs, 100k -> 1M metric rows
+       python -m benchmarks.mlflow_bench --quick    # 20k rows, 10k runs, 100k -> 1M metric rows
 """
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import hashlib
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from rich.console import Console
+from sqlalchemy.engine import make_url
 
-import psycopg  # noqa: E402
-import sqlalchemy  # noqa: E402
-from psycopg import sql  # noqa: E402
-from psycopg.rows import dict_row  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from airflow_mltrack.store import TrackingStore  # noqa: E402
-from airflow_mltrack.store.engine import dispose_engines  # noqa: E402
-from airflow_mltrack.store.migrations import upgrade  # noqa: E402
-from benchmarks import ui_bench  # noqa: E402  (sets a private AIRFLOW_HOME; removed at exit)
-from benchmarks.ingest_bench import (  # noqa: E402
-    batches,
-    bench_copy_into_metrics,
-    bench_raw_copy,
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.engine import dispose_engines
+from benchmarks._common import (
+    METRIC_NAMES,
+    ROOT,
+    SPLITS,
+    arguments,
+    batch_stats,
+    captured_sql,
+    copy_into_metrics,
+    copy_raw_shape,
+    explain_analyze,
     fresh_store,
+    loadavg,
+    log_in_batches,
+    machine_info,
     make_rows,
+    migrated_database,
+    print_table,
+    seed_at_scale,
+    stats_ms,
+    temp_postgres,
     timed,
+    timed_ms,
+    write_results,
 )
-from tests.support.pgserver import SERVER_SETTINGS, TempPostgres  # noqa: E402
+from tests.support.pgserver import TempPostgres
 
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_REQUIREMENTS = (f"mlflow=={MLFLOW_VERSION}", "psycopg[binary]==3.3.9")
@@ -118,7 +123,7 @@ SAMPLE_PARAMS = {
 PROJECT = "proj_0"
 METRIC, SPLIT = "accuracy", "validation"
 HISTORY_METRIC = "loss"
-MLFLOW_KEYS = [f"{split}_{name}" for split in ui_bench.SPLITS for name in ui_bench.METRIC_NAMES]
+MLFLOW_KEYS = [f"{split}_{name}" for split in SPLITS for name in METRIC_NAMES]
 
 RUN_COLUMNS = (
     "run_uuid",
@@ -265,10 +270,7 @@ LOAD_SAMPLES: list[dict[str, Any]] = []
 
 def note_load(phase: str) -> None:
     """Record the machine's load average (the bench shares 2 cores with other people's tests)."""
-    load = os.getloadavg()
-    LOAD_SAMPLES.append(
-        {"phase": phase, "at": time.strftime("%H:%M:%S"), "loadavg": [round(x, 2) for x in load]}
-    )
+    LOAD_SAMPLES.append({"phase": phase, "at": time.strftime("%H:%M:%S"), "loadavg": loadavg()})
 
 
 def code_version() -> dict[str, Any]:
@@ -285,53 +287,9 @@ def code_version() -> dict[str, Any]:
     }
 
 
-def summary(times_ms: list[float]) -> dict[str, Any]:
-    return {
-        "median_ms": statistics.median(times_ms),
-        "min_ms": min(times_ms),
-        "max_ms": max(times_ms),
-        "all_ms": [round(t, 3) for t in times_ms],
-    }
-
-
-def timed_ms(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - start) * 1000, result
-
-
 def run_uuid(experiment_id: int) -> str:
     """The MLflow run_uuid the bulk load gives our experiment ``experiment_id`` (md5 of its id)."""
     return hashlib.md5(str(experiment_id).encode(), usedforsecurity=False).hexdigest()
-
-
-def machine_info(pg: TempPostgres) -> dict[str, Any]:
-    cpu = ""
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        mem_kib = int(
-            next(
-                x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")
-            ).split()[1]
-        )
-    except (OSError, StopIteration, ValueError):
-        mem_kib = 0
-    return {
-        "platform": platform.platform(),
-        "node": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 2**20, 1),
-        "python": platform.python_version(),
-        "postgresql": pg.psql("SHOW server_version")[0][0],
-        "postgresql_settings": SERVER_SETTINGS,
-        "sqlalchemy": sqlalchemy.__version__,
-        "psycopg": psycopg.__version__,
-    }
 
 
 # --------------------------------------------------------------------------- 1. ingest
@@ -344,7 +302,7 @@ RAW_METRICS = "raw COPY into our metrics table"
 
 def bench_ingest(pg: TempPostgres, worker: MlflowWorker, n: int, console: Console) -> dict[str, Any]:
     """Raw COPY, our log_metrics (one call, 1k batches) and MLflow log_batch (1k) of the same n rows,
-    each case in a fresh database (ingest_bench.fresh_store) so none writes into a table another grew."""
+    each case in a fresh database (``fresh_store``) so none writes into a table another grew."""
     pg.create_database("mlflow_ingest")
     opened = worker.ask("open", uri=mlflow_uri(pg, "mlflow_ingest"), artifact_root=ARTIFACT_ROOT)
     console.print(f"MLflow {opened['versions']['mlflow']} schema created in {opened['seconds']:.1f}s")
@@ -353,27 +311,18 @@ def bench_ingest(pg: TempPostgres, worker: MlflowWorker, n: int, console: Consol
 
     note_load("ingest start")
     _, exp = fresh_store(pg, "ingest_raw")
-    results[RAW] = {"rows": n, "seconds": bench_raw_copy(pg, "ingest_raw", rows, exp)}
+    results[RAW] = {"rows": n, "seconds": copy_raw_shape(pg, "ingest_raw", rows, exp)}
     _, exp = fresh_store(pg, "ingest_copy")
-    results[RAW_METRICS] = {"rows": n, "seconds": bench_copy_into_metrics(pg, "ingest_copy", rows, exp)}
+    results[RAW_METRICS] = {"rows": n, "seconds": copy_into_metrics(pg, "ingest_copy", rows, exp)}
     store, exp = fresh_store(pg, "ingest_one")
     results["ours: log_metrics, one call"] = {
         "rows": n,
         "seconds": timed(lambda: store.log_metrics(exp, rows)),
     }
     store, exp = fresh_store(pg, "ingest_batched")
-    times = batches(store, exp, rows, BATCH)
-    results["ours: log_metrics, 1k-row batches"] = {
-        "rows": n,
-        "seconds": sum(times),
-        "ms_per_batch_median": statistics.median(times) * 1000,
-    }
+    results["ours: log_metrics, 1k-row batches"] = batch_stats(n, log_in_batches(store, exp, rows, BATCH))
     mlflow_times = worker.ask("ingest", rows=n, names=INGEST_NAMES, batch=BATCH)["batch_seconds"]
-    results["MLflow: log_batch, 1k metrics a call"] = {
-        "rows": n,
-        "seconds": sum(mlflow_times),
-        "ms_per_batch_median": statistics.median(mlflow_times) * 1000,
-    }
+    results["MLflow: log_batch, 1k metrics a call"] = batch_stats(n, mlflow_times)
     note_load("ingest end")
     for label, entry in results.items():
         entry["rows_per_second"] = entry["rows"] / entry["seconds"]
@@ -467,7 +416,7 @@ def shape_signature(shape: dict[str, Any]) -> tuple:
 
 
 def truncate_ours(pg: TempPostgres, db: str) -> None:
-    """Empty every table of our schema (ui_bench.seed inserts fixed ids), keeping the migration state."""
+    """Empty every table of our schema (``seed_at_scale`` inserts fixed ids), keeping the migration state."""
     with pg.connect(db) as conn:
         tables = [
             r[0]
@@ -595,21 +544,9 @@ def load_mlflow(
 
 def explain_leaderboard(store: TrackingStore) -> list[str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the SQL our leaderboard sends (captured at the cursor)."""
-    from sqlalchemy import event
-
-    captured: list[tuple[str, Any]] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    try:
+    with captured_sql(store.engine) as captured:
         store.leaderboard(PROJECT, METRIC, SPLIT, "max", 10)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", before)
-    statement, parameters = max(captured, key=lambda s: len(s[0]))
-    with store.engine.connect() as conn:
-        return [r[0] for r in conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)]
+    return explain_analyze(store.engine, *max(captured, key=lambda s: len(s[0])))
 
 
 def execution_ms(plan: list[str]) -> float:
@@ -648,10 +585,10 @@ def bench_search(
     ours_top10 = [[r["name"], r["value"]] for r in ours_rows]
     return {
         "timings": {
-            "ours: leaderboard top-10": summary(times["ours_top"]),
-            "MLflow: search_runs top-10": summary(times["mlflow_top"]),
-            "ours: metric_history (1 experiment)": summary(times["ours_history"]),
-            "MLflow: get_metric_history (1 run)": summary(times["mlflow_history"]),
+            "ours: leaderboard top-10": stats_ms(times["ours_top"]),
+            "MLflow: search_runs top-10": stats_ms(times["mlflow_top"]),
+            "ours: metric_history (1 experiment)": stats_ms(times["ours_history"]),
+            "MLflow: get_metric_history (1 run)": stats_ms(times["mlflow_history"]),
         },
         "top10": {
             "same": ours_top10 == theirs["runs"],
@@ -675,8 +612,7 @@ def bench_scale(
     repeat: int,
     console: Console,
 ) -> list[dict[str, Any]]:
-    url = pg.create_database("search")
-    upgrade(url)
+    url = migrated_database(pg, "search")
     pg.create_database("mlflow_search")
     worker.ask("open", uri=mlflow_uri(pg, "mlflow_search"), artifact_root=ARTIFACT_ROOT)
     store = TrackingStore.from_url(url)
@@ -687,7 +623,7 @@ def bench_scale(
         note_load(f"seed {metric_rows:,}")
         if i:
             truncate_ours(pg, "search")
-        seeding = ui_bench.seed(pg, "search", runs, metric_rows, console)
+        seeding = seed_at_scale(pg, "search", runs, metric_rows, console)
         if i == 0:
             names = [r[0] for r in pg.psql("SELECT name FROM projects ORDER BY project_id", "search")]
             worker.ask("create_experiments", names=names)
@@ -750,37 +686,39 @@ def print_report(ingest: dict[str, Any], scale: list[dict[str, Any]], console: C
     results = ingest["results"]
     mlflow_rate = results["MLflow: log_batch, 1k metrics a call"]["rows_per_second"]
     raw_rate = results[RAW]["rows_per_second"]
-    table = Table(title=f"Ingest of {ingest['rows']:,} metric rows, one PostgreSQL server")
-    for column in ("case", "seconds", "rows/s", "ms/batch", "vs MLflow", "vs raw COPY"):
-        table.add_column(column, justify="left" if column == "case" else "right")
-    for name, entry in results.items():
-        table.add_row(
-            name,
-            f"{entry['seconds']:.2f}",
-            f"{entry['rows_per_second']:,.0f}",
-            f"{entry['ms_per_batch_median']:.1f}" if "ms_per_batch_median" in entry else "",
-            ratio(entry["rows_per_second"], mlflow_rate),
-            f"{entry['rows_per_second'] / raw_rate:.0%}",
-        )
-    console.print(table)
+    print_table(
+        console,
+        f"Ingest of {ingest['rows']:,} metric rows, one PostgreSQL server",
+        ("case", "seconds", "rows/s", "ms/batch", "vs MLflow", "vs raw COPY"),
+        (
+            (
+                name,
+                f"{entry['seconds']:.2f}",
+                f"{entry['rows_per_second']:,.0f}",
+                f"{entry['ms_per_batch_median']:.1f}" if "ms_per_batch_median" in entry else "",
+                ratio(entry["rows_per_second"], mlflow_rate),
+                f"{entry['rows_per_second'] / raw_rate:.0%}",
+            )
+            for name, entry in results.items()
+        ),
+    )
 
     runs = scale[0]["runs"]
-    repeat = len(scale[0]["timings"]["ours: leaderboard top-10"]["all_ms"])
-    table = Table(title=f"Search, {runs:,} runs: ms, median (min) of {repeat} interleaved calls")
-    table.add_column("call", justify="left")
-    for entry in scale:
-        table.add_column(f"{entry['metric_rows']:,} metric rows", justify="right")
-    if len(scale) > 1:
-        table.add_column("growth (median)", justify="right")
+    repeat = len(scale[0]["timings"]["ours: leaderboard top-10"]["runs_ms"])
+    grows = len(scale) > 1
+    columns = ["call", *(f"{entry['metric_rows']:,} metric rows" for entry in scale)]
+    if grows:
+        columns.append("growth (median)")
+    rows: list[tuple[str, ...]] = []
     for label in scale[0]["timings"]:
         cells = [
             f"{e['timings'][label]['median_ms']:.2f} ({e['timings'][label]['min_ms']:.2f})" for e in scale
         ]
-        if len(scale) > 1:
+        if grows:
             cells.append(
                 ratio(scale[-1]["timings"][label]["median_ms"], scale[0]["timings"][label]["median_ms"])
             )
-        table.add_row(label, *cells)
+        rows.append((label, *cells))
     for theirs, ours, label in (
         ("MLflow: search_runs top-10", "ours: leaderboard top-10", "MLflow / ours, top-10"),
         (
@@ -794,13 +732,15 @@ def print_report(ingest: dict[str, Any], scale: list[dict[str, Any]], console: C
             f"({e['timings'][theirs]['min_ms'] / e['timings'][ours]['min_ms']:.1f}x)"
             for e in scale
         ]
-        table.add_row(label, *cells, *([""] if len(scale) > 1 else []))
+        rows.append((label, *cells, *([""] if grows else [])))
     for label in scale[0]["sql_execution_ms"]:
         cells = [f"{e['sql_execution_ms'][label]:.2f}" for e in scale]
-        if len(scale) > 1:
+        if grows:
             cells.append(ratio(scale[-1]["sql_execution_ms"][label], scale[0]["sql_execution_ms"][label]))
-        table.add_row(f"{label.split(' top-10')[0]}: SQL only (EXPLAIN ANALYZE)", *cells)
-    console.print(table)
+        rows.append((f"{label.split(' top-10')[0]}: SQL only (EXPLAIN ANALYZE)", *cells))
+    print_table(
+        console, f"Search, {runs:,} runs: ms, median (min) of {repeat} interleaved calls", columns, rows
+    )
     for entry in scale:
         console.print(
             f"{entry['metric_rows']:,} rows: same top-10 {entry['top10']['same']}, "
@@ -809,10 +749,7 @@ def print_report(ingest: dict[str, Any], scale: list[dict[str, Any]], console: C
 
 
 def main() -> int:
-    atexit.register(shutil.rmtree, ui_bench._AIRFLOW_HOME, ignore_errors=True)  # made by importing ui_bench
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, "mlflow_bench")
     parser.add_argument("--rows", type=int, default=200_000, help="rows for the ingest comparison")
     parser.add_argument("--runs", type=int, default=100_000, help="runs (our experiments) for search")
     parser.add_argument("--metric-rows", type=int, default=10_000_000, help="metric rows for search")
@@ -825,13 +762,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="20k rows, 10k runs, 100k -> 1M metric rows")
     parser.add_argument("--venv", type=Path, default=VENV)
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "mlflow.json"))
     args = parser.parse_args()
     if args.quick:
         args.rows, args.runs, args.metric_rows = 20_000, 10_000, 1_000_000
     grow_from = args.metric_rows // 10 if args.grow_from is None else args.grow_from
     sizes = [grow_from, args.metric_rows] if grow_from else [args.metric_rows]
-    per_step = args.runs * len(ui_bench.METRIC_NAMES) * len(ui_bench.SPLITS)
+    per_step = args.runs * len(METRIC_NAMES) * len(SPLITS)
     if any(size < per_step for size in sizes):
         parser.error(
             f"metric rows must be at least {per_step:,} (one step per metric and split of every run)"
@@ -844,7 +780,7 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="mlflow-bench-")
     worker = MlflowWorker(python, workdir)
     try:
-        with TempPostgres(parent_dir=tempfile.gettempdir()) as pg:
+        with temp_postgres() as pg:
             machine = machine_info(pg)
             ingest = bench_ingest(pg, worker, args.rows, console)
             for db in INGEST_DATABASES:
@@ -861,28 +797,20 @@ def main() -> int:
         f"total {total / 60:.1f} min; load average samples: "
         + ", ".join(f"{s['phase']} {s['loadavg'][0]}" for s in LOAD_SAMPLES)
     )
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "code": code,
-                "mlflow": {
-                    "requirements": list(MLFLOW_REQUIREMENTS),
-                    "versions": ingest.pop("mlflow_versions"),
-                },
-                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - total)),
-                "total_seconds": total,
-                "load": LOAD_SAMPLES,
-                "ingest": ingest,
-                "search": scale,
-            },
-            indent=2,
-            default=str,
-        )
+    write_results(
+        args.json,
+        {
+            "machine": machine,
+            "code": code,
+            "mlflow": {"requirements": list(MLFLOW_REQUIREMENTS), "versions": ingest.pop("mlflow_versions")},
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - total)),
+            "total_seconds": total,
+            "load": LOAD_SAMPLES,
+            "ingest": ingest,
+            "search": scale,
+        },
+        console,
     )
-    console.print(f"wrote {out}")
     return 0
 
 

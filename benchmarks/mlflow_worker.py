@@ -1,8 +1,12 @@
 """MLflow side of benchmarks/mlflow_bench.py: runs INSIDE the bench's own MLflow venv, never in ours.
 
-Started by mlflow_bench.py as ``benchmarks/.mlflow-venv/bin/python benchmarks/mlflow_worker.py``. It
-reads one JSON command per line on stdin and answers one JSON line on stdout (anything MLflow prints
-goes to stderr). Times are taken here, around the MLflow call alone, with ``time.perf_counter``.
+Started by ``python -m benchmarks.mlflow_bench`` as ``benchmarks/.mlflow-venv/bin/python
+benchmarks/mlflow_worker.py`` (by path, in a temp working directory). It stays a plain script, not a
+module of the ``benchmarks`` package, and imports nothing of ours (not even ``benchmarks._common``): it
+runs under the MLflow venv's interpreter, which has MLflow but neither this project nor its
+dependencies (rich, our store). It reads one JSON command per line on stdin and answers one JSON line
+on stdout (anything MLflow prints goes to stderr). Times are taken here, around the MLflow call alone,
+with ``time.perf_counter``.
 
 Commands (``{"cmd": NAME, ...}``):
 - ``open``: ``uri``, ``artifact_root``: an ``SqlAlchemyStore`` (creates MLflow's schema on first use).
@@ -18,7 +22,7 @@ Commands (``{"cmd": NAME, ...}``):
   ``EXPLAIN (ANALYZE, BUFFERS)``.
 - ``quit``.
 
-Usage (normally only through mlflow_bench.py):
+Usage (normally only through ``python -m benchmarks.mlflow_bench``):
     benchmarks/.mlflow-venv/bin/python benchmarks/mlflow_worker.py < commands.jsonl
 """
 

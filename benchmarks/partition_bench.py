@@ -18,7 +18,7 @@ rows routed through a partitioned table. The measurements below use only paths t
 the 50-row batches, which are reported as failing on B.
 
 Then, A and B interleaved (alternating which goes first, since the machine may be shared):
-1. seeding N experiments / M metric rows with benchmarks/ui_bench.py's ``seed`` (B through a thin
+1. seeding N experiments / M metric rows with ``benchmarks._common.seed_at_scale`` (B through a thin
    connection wrapper, see ``PartitionAwarePg``), then table and index sizes;
 2. reads at M rows, median of 5 after a warm-up: ``metric_history``, ``leaderboard``, ``metric_curves`` of
    10 experiments, ``SELECT count(*) .. WHERE experiment_id = X``, the delete of one experiment (cascade);
@@ -30,37 +30,39 @@ Then, A and B interleaved (alternating which goes first, since the machine may b
    whole table against one of B's partitions, and all of B), and dropping the metric rows of 1/16 of the
    experiments (A: DELETE; B: DETACH + DROP of one partition).
 
-Usage: python benchmarks/partition_bench.py [--experiments 100000] [--metrics 10000000] [--quick]
+Usage: python -m benchmarks.partition_bench [--experiments 100000] [--metrics 10000000] [--quick]
        [--ingest-rows 1000000] [--batched-rows 100000] [--writers 8] [--writer-rows 50000] [--rounds 2]
        [--json benchmarks/results/partition.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
-import os
-import platform
 import re
-import shutil
-import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from airflow_mltrack.store import TrackingStore  # noqa: E402
-from airflow_mltrack.store.migrations import check_drift, upgrade  # noqa: E402
-from tests.support.pgserver import TempPostgres  # noqa: E402
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.migrations import check_drift
+from benchmarks._common import (
+    arguments,
+    batch_stats,
+    loadavg,
+    machine_info,
+    make_rows,
+    migrated_database,
+    print_table,
+    seed_at_scale,
+    stats_ms,
+    temp_postgres,
+    timed,
+    write_results,
+)
+from benchmarks._common import new_experiment as _new_experiment
+from tests.support.pgserver import TempPostgres
 
 PARTITIONS = 16
 BATCH = 1_000
@@ -180,9 +182,9 @@ class _RewritingConnection:
 
 
 class PartitionAwarePg:
-    """``TempPostgres`` as ui_bench's ``seed`` sees it, adapted to a partitioned ``metrics``.
+    """``TempPostgres`` as ``seed_at_scale`` sees it, adapted to a partitioned ``metrics``.
 
-    ``seed`` drops metrics' indexes before the bulk insert and replays their ``pg_indexes.indexdef``
+    ``seed_at_scale`` drops metrics' indexes before the bulk insert and replays their ``pg_indexes.indexdef``
     afterwards. For a partitioned table that definition reads ``CREATE INDEX .. ON ONLY public.metrics``,
     which would build an empty, invalid parent index with no partition indexes under it; replayed without
     ``ONLY`` it builds the parent index and one index per partition, as our conversion did. Its constraint
@@ -197,13 +199,11 @@ class PartitionAwarePg:
 
 
 def seed_both(pg: TempPostgres, n: int, m: int, console: Console) -> dict[str, dict]:
-    import ui_bench
-
     out = {}
-    console.rule("[bold]A: seeding (ui_bench.seed)")
-    out["A"] = ui_bench.seed(pg, "part_a", n, m, console)
-    console.rule("[bold]B: seeding (ui_bench.seed through PartitionAwarePg)")
-    out["B"] = ui_bench.seed(PartitionAwarePg(pg), "part_b", n, m, console)
+    console.rule("[bold]A: seeding (seed_at_scale)")
+    out["A"] = seed_at_scale(pg, "part_a", n, m, console)
+    console.rule("[bold]B: seeding (seed_at_scale through PartitionAwarePg)")
+    out["B"] = seed_at_scale(PartitionAwarePg(pg), "part_b", n, m, console)
     return out
 
 
@@ -244,9 +244,7 @@ def sizes(pg: TempPostgres, db: str) -> dict[str, dict[str, int]]:
 
 
 def new_experiment(store: TrackingStore, name: str) -> int:
-    dataset_id = store.register_dataset(PROJECT, "data", "Tabular")
-    model_id = store.register_model(PROJECT, "model", "none")
-    return store.create_experiment(PROJECT, name, model_id, dataset_id)
+    return _new_experiment(store, name, PROJECT)
 
 
 def _final(rows: dict[int | None, float]) -> tuple[int | None, float]:
@@ -345,23 +343,8 @@ def index_health(pg: TempPostgres, db: str) -> dict[str, dict[str, Any]]:
 # order (A B, B A, ...), so a burst of outside load hits both about equally.
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def order(i: int) -> tuple[str, str]:
     return ("A", "B") if i % 2 == 0 else ("B", "A")
-
-
-def stats_ms(times: list[float]) -> dict[str, Any]:
-    return {
-        "median_ms": statistics.median(times),
-        "min_ms": min(times),
-        "max_ms": max(times),
-        "runs_ms": [round(t, 2) for t in times],
-    }
 
 
 def interleaved(calls: dict[str, Callable[[], Any]], repeat: int = REPEAT) -> dict[str, dict[str, Any]]:
@@ -476,14 +459,6 @@ def bench_reads(pg: TempPostgres, urls: dict[str, str], n: int, console: Console
 # ---------------------------------------------------------------------------------------------- writes
 
 
-def make_rows(n: int, names: int = 20) -> list[dict[str, Any]]:
-    """``n`` training-loop rows: ``names`` metrics per step, steps growing (as benchmarks/ingest_bench.py)."""
-    return [
-        {"name": f"metric_{i % names}", "value": i * 0.001, "step": i // names, "evaluation_set": "train"}
-        for i in range(n)
-    ]
-
-
 def bench_one_call(urls: dict[str, str], rows: list[dict[str, Any]], rounds: int) -> dict[str, list[dict]]:
     """``rows`` in one log_metrics call into a new experiment; rounds in order A B, B A, ..."""
     stores = {k: TrackingStore.from_url(url) for k, url in urls.items()}
@@ -526,13 +501,7 @@ def bench_batches(
         if k in errors:
             out[k] = {"error": errors[k], "batches_before_error": len(t)}
         else:
-            out[k] = {
-                "rows": len(rows),
-                "batch_rows": size,
-                "seconds": sum(t),
-                "rows_per_second": len(rows) / sum(t),
-                "ms_per_batch_median": statistics.median(t) * 1000,
-            }
+            out[k] = {**batch_stats(len(rows), t), "batch_rows": size}
     return out
 
 
@@ -666,48 +635,6 @@ def bench_maintenance(
 # ---------------------------------------------------------------------------------------------- report
 
 
-def machine(pg: TempPostgres) -> dict[str, Any]:
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        mem = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "node": platform.node(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "memory_bytes": mem,
-        "python": platform.python_version(),
-        "postgresql": pg.psql("SHOW server_version")[0][0],
-        "postgresql_settings": {
-            name: pg.psql(f"SHOW {name}")[0][0]
-            for name in (
-                "shared_buffers",
-                "work_mem",
-                "max_parallel_workers_per_gather",
-                "fsync",
-                "wal_level",
-            )
-        },
-        "postgresql_parent_dir": str(pg.parent_dir),
-    }
-
-
-def loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
@@ -717,9 +644,7 @@ def mean(values: list[float]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, "partition_bench")
     parser.add_argument("--experiments", type=int, default=None, help="seeded experiments (100000)")
     parser.add_argument("--metrics", type=int, default=None, help="seeded metric rows (10000000)")
     parser.add_argument("--quick", action="store_true", help="10k experiments / 1M rows, smaller ingest")
@@ -728,7 +653,6 @@ def main() -> int:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--writer-rows", type=int, default=None, help="rows per writer (50000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the ingest / writer runs (A B, B A)")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "partition.json"))
     args = parser.parse_args()
     quick = args.quick
     n = args.experiments or (10_000 if quick else 100_000)
@@ -753,8 +677,6 @@ def main() -> int:
         "order": "A and B interleaved, alternating which goes first",
     }
     console = Console(width=max(Console().width, 150))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import ui_bench  # sets a private AIRFLOW_HOME (unused here); removed at the end
 
     started = time.perf_counter()
     load: dict[str, list[float]] = {"start": loadavg()}
@@ -770,165 +692,157 @@ def main() -> int:
             "better": better,
         }
 
-    try:
-        with TempPostgres(parent_dir=tempfile.gettempdir()) as pg:
-            info = machine(pg)
-            urls = {"A": pg.create_database("part_a"), "B": pg.create_database("part_b")}
-            for url in urls.values():
-                upgrade(url)
-            partition(pg, "part_b")
-            schema = {k: schema_lines(pg, f"part_{k.lower()}") for k in urls}
-            only_a = sorted(set(schema["A"]) - set(schema["B"]))
-            only_b = sorted(set(schema["B"]) - set(schema["A"]))
-            console.print("[bold]metrics, A -> B:[/bold]")
-            for line in only_a:
-                console.print(f"  A only: {line}")
-            for line in only_b:
-                console.print(f"  B only: {line}")
-            drift = check_drift(urls["B"])
-            # Each partition's table and indexes are reported as not in the models; the rest is the key.
-            drift_key = [line for line in drift if not re.search(r"\bmetrics_p\d\d\b", line)]
+    with temp_postgres() as pg:
+        info = machine_info(pg)
+        urls = {"A": migrated_database(pg, "part_a"), "B": migrated_database(pg, "part_b")}
+        partition(pg, "part_b")
+        schema = {k: schema_lines(pg, f"part_{k.lower()}") for k in urls}
+        only_a = sorted(set(schema["A"]) - set(schema["B"]))
+        only_b = sorted(set(schema["B"]) - set(schema["A"]))
+        console.print("[bold]metrics, A -> B:[/bold]")
+        for line in only_a:
+            console.print(f"  A only: {line}")
+        for line in only_b:
+            console.print(f"  B only: {line}")
+        drift = check_drift(urls["B"])
+        # Each partition's table and indexes are reported as not in the models; the rest is the key.
+        drift_key = [line for line in drift if not re.search(r"\bmetrics_p\d\d\b", line)]
+        console.print(
+            f"mltrack db check on B: {len(drift) - len(drift_key)} lines on the partitions' own tables and "
+            f"indexes, and: {drift_key}"
+        )
+
+        seeding = seed_both(pg, n, m, console)
+        load["after seeding"] = loadavg()
+        size = {k: sizes(pg, f"part_{k.lower()}") for k in urls}
+        indexes = {k: index_health(pg, f"part_{k.lower()}") for k in urls}
+        if schema_lines(pg, "part_b") != schema["B"] or not all(
+            i["valid"] and i["leaf_indexes"] == PARTITIONS for i in indexes["B"].values()
+        ):
+            raise RuntimeError(f"seeding changed B's metrics table or left an index incomplete: {indexes}")
+        for key in ("metrics insert", "metrics indexes + constraints", "total"):
+            record(f"seed: {key}", "s", seeding["A"]["seconds"][key], seeding["B"]["seconds"][key], "lower")
+
+        console.rule("[bold]TrackingStore.log_metrics on A and B")
+        verification = {k: verify_store(pg, f"part_{k.lower()}", url) for k, url in urls.items()}
+        for k, found in verification.items():
+            for p in found["paths"]:
+                mark = "[green]ok[/green]" if p["ok"] else f"[red]FAILS[/red] {p.get('error', '')}"
+                console.print(f"  {k}: {p['path']}: {mark}")
             console.print(
-                f"mltrack db check on B: {len(drift) - len(drift_key)} lines on the partitions' own tables and "
-                f"indexes, and: {drift_key}"
+                f"  {k}: metrics rows as written: {found['metrics_rows_as_written']}, metric_latest as "
+                f"written: {found['metric_latest_as_written']}, stored in {found['stored_in']}"
             )
+        if not all(p["ok"] for p in verification["A"]["paths"]) or not all(
+            found["metrics_rows_as_written"] and found["metric_latest_as_written"]
+            for found in verification.values()
+        ):
+            raise RuntimeError(f"log_metrics check failed: {verification}")
 
-            seeding = seed_both(pg, n, m, console)
-            load["after seeding"] = loadavg()
-            size = {k: sizes(pg, f"part_{k.lower()}") for k in urls}
-            indexes = {k: index_health(pg, f"part_{k.lower()}") for k in urls}
-            if schema_lines(pg, "part_b") != schema["B"] or not all(
-                i["valid"] and i["leaf_indexes"] == PARTITIONS for i in indexes["B"].values()
-            ):
-                raise RuntimeError(
-                    f"seeding changed B's metrics table or left an index incomplete: {indexes}"
-                )
-            for key in ("metrics insert", "metrics indexes + constraints", "total"):
-                record(
-                    f"seed: {key}", "s", seeding["A"]["seconds"][key], seeding["B"]["seconds"][key], "lower"
-                )
+        console.rule(f"[bold]reads at {seeding['A']['metrics']:,} rows")
+        read = bench_reads(pg, urls, n, console)
+        for label, entry in read.items():
+            if label != "plans":
+                record(label, "ms", entry["A"]["median_ms"], entry["B"]["median_ms"], "lower")
+        load["after reads"] = loadavg()
 
-            console.rule("[bold]TrackingStore.log_metrics on A and B")
-            verification = {k: verify_store(pg, f"part_{k.lower()}", url) for k, url in urls.items()}
-            for k, found in verification.items():
-                for p in found["paths"]:
-                    mark = "[green]ok[/green]" if p["ok"] else f"[red]FAILS[/red] {p.get('error', '')}"
-                    console.print(f"  {k}: {p['path']}: {mark}")
-                console.print(
-                    f"  {k}: metrics rows as written: {found['metrics_rows_as_written']}, metric_latest as "
-                    f"written: {found['metric_latest_as_written']}, stored in {found['stored_in']}"
-                )
-            if not all(p["ok"] for p in verification["A"]["paths"]) or not all(
-                found["metrics_rows_as_written"] and found["metric_latest_as_written"]
-                for found in verification.values()
-            ):
-                raise RuntimeError(f"log_metrics check failed: {verification}")
+        console.rule("[bold]ingest")
+        rows = make_rows(one_call)
+        one = bench_one_call(urls, rows, args.rounds)
+        del rows
+        console.print(f"  one call: {one}")
+        record(
+            f"log_metrics {one_call:,} rows, one call (mean of {args.rounds})",
+            "rows/s",
+            mean([r["rows_per_second"] for r in one["A"]]),
+            mean([r["rows_per_second"] for r in one["B"]]),
+            "higher",
+        )
+        thousand = bench_batches(urls, make_rows(batched), BATCH)
+        console.print(f"  1k-row batches: {thousand}")
+        record(
+            f"log_metrics {batched:,} rows in 1k-row batches",
+            "rows/s",
+            thousand["A"]["rows_per_second"],
+            thousand["B"]["rows_per_second"],
+            "higher",
+        )
+        record(
+            "  ms per 1k-row batch, median",
+            "ms",
+            thousand["A"]["ms_per_batch_median"],
+            thousand["B"]["ms_per_batch_median"],
+            "lower",
+        )
+        small = bench_batches(urls, make_rows(SMALL_BATCHES * SMALL_ROWS, names=SMALL_ROWS), SMALL_ROWS)
+        console.print(f"  {SMALL_ROWS}-row batches: {small}")
+        record(
+            f"log_metrics {SMALL_ROWS}-row batch (array upsert), median",
+            "ms",
+            small["A"].get("ms_per_batch_median", small["A"].get("error")),
+            small["B"].get("ms_per_batch_median", small["B"].get("error")),
+            "lower",
+        )
+        load["after ingest"] = loadavg()
 
-            console.rule(f"[bold]reads at {seeding['A']['metrics']:,} rows")
-            read = bench_reads(pg, urls, n, console)
-            for label, entry in read.items():
-                if label != "plans":
-                    record(label, "ms", entry["A"]["median_ms"], entry["B"]["median_ms"], "lower")
-            load["after reads"] = loadavg()
+        console.rule("[bold]concurrent writers")
+        conc = bench_concurrent(urls, args.writers, per_writer, args.rounds)
+        console.print(f"  {conc}")
+        record(
+            f"{args.writers} writer processes x {per_writer:,} rows in 1k batches (mean of {args.rounds})",
+            "rows/s",
+            mean([r["rows_per_second"] for r in conc["A"]]),
+            mean([r["rows_per_second"] for r in conc["B"]]),
+            "higher",
+        )
+        load["after concurrent writers"] = loadavg()
 
-            console.rule("[bold]ingest")
-            rows = make_rows(one_call)
-            one = bench_one_call(urls, rows, args.rounds)
-            del rows
-            console.print(f"  one call: {one}")
-            record(
-                f"log_metrics {one_call:,} rows, one call (mean of {args.rounds})",
-                "rows/s",
-                mean([r["rows_per_second"] for r in one["A"]]),
-                mean([r["rows_per_second"] for r in one["B"]]),
-                "higher",
-            )
-            thousand = bench_batches(urls, make_rows(batched), BATCH)
-            console.print(f"  1k-row batches: {thousand}")
-            record(
-                f"log_metrics {batched:,} rows in 1k-row batches",
-                "rows/s",
-                thousand["A"]["rows_per_second"],
-                thousand["B"]["rows_per_second"],
-                "higher",
-            )
-            record(
-                "  ms per 1k-row batch, median",
-                "ms",
-                thousand["A"]["ms_per_batch_median"],
-                thousand["B"]["ms_per_batch_median"],
-                "lower",
-            )
-            small = bench_batches(urls, make_rows(SMALL_BATCHES * SMALL_ROWS, names=SMALL_ROWS), SMALL_ROWS)
-            console.print(f"  {SMALL_ROWS}-row batches: {small}")
-            record(
-                f"log_metrics {SMALL_ROWS}-row batch (array upsert), median",
-                "ms",
-                small["A"].get("ms_per_batch_median", small["A"].get("error")),
-                small["B"].get("ms_per_batch_median", small["B"].get("error")),
-                "lower",
-            )
-            load["after ingest"] = loadavg()
-
-            console.rule("[bold]concurrent writers")
-            conc = bench_concurrent(urls, args.writers, per_writer, args.rounds)
-            console.print(f"  {conc}")
-            record(
-                f"{args.writers} writer processes x {per_writer:,} rows in 1k batches (mean of {args.rounds})",
-                "rows/s",
-                mean([r["rows_per_second"] for r in conc["A"]]),
-                mean([r["rows_per_second"] for r in conc["B"]]),
-                "higher",
-            )
-            load["after concurrent writers"] = loadavg()
-
-            console.rule("[bold]deletes, VACUUM, archiving")
-            big = {k: [r["experiment_id"] for r in one[k]] for k in urls}
-            maint = bench_maintenance(pg, big, one_call, n, console)
-            for label, entry in maint.items():
-                a = entry["A"]["median_ms"] if isinstance(entry["A"], dict) else entry["A"]
-                b = entry["B"]["median_ms"] if isinstance(entry["B"], dict) else entry["B"]
-                record(label, "ms", a, b, "lower")
-            load["end"] = loadavg()
-            from airflow_mltrack.store.engine import dispose_engines
-
-            dispose_engines()
-    finally:
-        shutil.rmtree(ui_bench._AIRFLOW_HOME, ignore_errors=True)
+        console.rule("[bold]deletes, VACUUM, archiving")
+        big = {k: [r["experiment_id"] for r in one[k]] for k in urls}
+        maint = bench_maintenance(pg, big, one_call, n, console)
+        for label, entry in maint.items():
+            a = entry["A"]["median_ms"] if isinstance(entry["A"], dict) else entry["A"]
+            b = entry["B"]["median_ms"] if isinstance(entry["B"], dict) else entry["B"]
+            record(label, "ms", a, b, "lower")
+        load["end"] = loadavg()
     run_seconds = time.perf_counter() - started
 
-    table = Table(
-        title=(
-            f"metrics: plain (A) vs HASH(experiment_id) x {PARTITIONS} partitions (B); "
-            f"{n:,} experiments / {seeding['A']['metrics']:,} seeded rows; PostgreSQL {info['postgresql']}, "
-            f"{info['cpus']} CPUs, load average {load['start'][0] if load['start'] else '?'} at start"
-        )
-    )
-    for column in ("measure", "unit", "A plain", "B partitioned", "B/A", "better"):
-        table.add_column(column, justify="left" if column in ("measure", "unit", "better") else "right")
+    rows: list[tuple[str, ...]] = []
     for label, entry in results.items():
         fmt = "{:,.0f}" if entry["unit"] == "rows/s" else "{:,.1f}"
         a, b = entry["A"], entry["B"]
-        table.add_row(
-            label,
-            entry["unit"],
-            fmt.format(a) if isinstance(a, float | int) else f"[red]{a}[/red]",
-            fmt.format(b) if isinstance(b, float | int) else "[red]fails[/red] (below)",
-            f"{entry['B/A']:.2f}" if entry["B/A"] is not None else "",
-            entry["better"],
+        rows.append(
+            (
+                label,
+                entry["unit"],
+                fmt.format(a) if isinstance(a, float | int) else f"[red]{a}[/red]",
+                fmt.format(b) if isinstance(b, float | int) else "[red]fails[/red] (below)",
+                f"{entry['B/A']:.2f}" if entry["B/A"] is not None else "",
+                entry["better"],
+            )
         )
     for label in size["A"]:
         a, b = size["A"][label], size["B"][label]
         note = f"largest of {b['parts']}: {mib(b['largest_part_bytes'])}" if b["parts"] > 1 else ""
-        table.add_row(
-            f"size after seeding: {label}",
-            "MiB",
-            mib(a["bytes"]),
-            mib(b["bytes"]),
-            f"{b['bytes'] / a['bytes']:.2f}" if a["bytes"] else "",
-            note,
+        rows.append(
+            (
+                f"size after seeding: {label}",
+                "MiB",
+                mib(a["bytes"]),
+                mib(b["bytes"]),
+                f"{b['bytes'] / a['bytes']:.2f}" if a["bytes"] else "",
+                note,
+            )
         )
-    console.print(table)
+    print_table(
+        console,
+        f"metrics: plain (A) vs HASH(experiment_id) x {PARTITIONS} partitions (B); "
+        f"{n:,} experiments / {seeding['A']['metrics']:,} seeded rows; PostgreSQL {info['postgresql']}, "
+        f"{info['cpus']} CPUs, load average {load['start'][0] if load['start'] else '?'} at start",
+        ("measure", "unit", "A plain", "B partitioned", "B/A", "better"),
+        rows,
+        left=("unit", "better"),
+    )
     console.print(
         "B's primary key is metrics_pkey (experiment_id, metric_id), not (metric_id): a partitioned table's "
         "primary key must include the partition key. Everything else (columns, unique key "
@@ -950,40 +864,36 @@ def main() -> int:
         console.print("TrackingStore.log_metrics ran unchanged on B, every write path.")
     console.print(f"run time {run_seconds / 60:.1f} min; load average {load}")
 
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "settings": settings,
-                "load_average_1_5_15_min": load,
-                "run_seconds": run_seconds,
-                "conversion_sql": convert_sql(),
-                "schema_differences": {
-                    "only_in_A": only_a,
-                    "only_in_B": only_b,
-                    "drift_report_B": drift,
-                    "drift_not_partitions": drift_key,
-                },
-                "log_metrics_on_both": verification,
-                "seeding": seeding,
-                "sizes_bytes": size,
-                "indexes_after_seeding": indexes,
-                "results": results,
-                "details": {
-                    "reads": read,
-                    "one_call": one,
-                    "batches_1k": thousand,
-                    "batches_small": small,
-                    "concurrent": conc,
-                    "maintenance": maint,
-                },
+    write_results(
+        args.json,
+        {
+            "machine": info,
+            "settings": settings,
+            "load_average_1_5_15_min": load,
+            "run_seconds": run_seconds,
+            "conversion_sql": convert_sql(),
+            "schema_differences": {
+                "only_in_A": only_a,
+                "only_in_B": only_b,
+                "drift_report_B": drift,
+                "drift_not_partitions": drift_key,
             },
-            indent=2,
-        )
+            "log_metrics_on_both": verification,
+            "seeding": seeding,
+            "sizes_bytes": size,
+            "indexes_after_seeding": indexes,
+            "results": results,
+            "details": {
+                "reads": read,
+                "one_call": one,
+                "batches_1k": thousand,
+                "batches_small": small,
+                "concurrent": conc,
+                "maintenance": maint,
+            },
+        },
+        console,
     )
-    console.print(f"wrote {out}")
     return 0
 
 

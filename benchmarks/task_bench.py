@@ -2,44 +2,43 @@
 
 A tracked task (``@task.mltrack`` or our operators plus the status listener) makes these calls:
 create (or find, on a retry) its experiment, log its metrics (50 here) and, through the listener, look up the
-run's experiments and move the experiment's status. This runs N such tasks against a throwaway PostgreSQL on
-the same machine (tests/support/pgserver.py) and against the embedded SQLite default, and reports per call
-site the median wall time, the SQL statements the store sent (SQLAlchemy's ``before_cursor_execute``) and the
-network round trips to the server (the messages the server logged with ``log_statement = 'all'``: these also
-count ``BEGIN``, ``COMMIT`` and the pool's liveness ping, ``SELECT 1``, which the statements column leaves out).
+experiments the task instance belongs to and move the experiment's status. This runs N such tasks against a
+throwaway PostgreSQL on the same machine (tests/support/pgserver.py) and against the embedded SQLite default,
+and reports per call site the median wall time, the SQL statements the store sent (SQLAlchemy's
+``before_cursor_execute``) and the network round trips to the server (the messages the server logged with
+``log_statement = 'all'``: these also count ``BEGIN``, ``COMMIT`` and the pool's liveness ping,
+``SELECT 1``, which the statements column leaves out).
 
-Usage: python benchmarks/task_bench.py [--tasks 200] [--json benchmarks/results/task.json]
+Usage: python -m benchmarks.task_bench [--tasks 200] [--json benchmarks/results/task.json]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import re
 import statistics
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rich.console import Console
+from sqlalchemy import event
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-
-from airflow_mltrack.store import TrackingStore  # noqa: E402
-from airflow_mltrack.store.migrations import upgrade  # noqa: E402
-from airflow_mltrack.store.status_queries import experiments_for_task_run  # noqa: E402
-from tests.support.pgserver import TempPostgres  # noqa: E402
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.migrations import upgrade
+from airflow_mltrack.store.status_queries import experiments_of_task
+from benchmarks._common import (
+    arguments,
+    machine_info,
+    print_table,
+    temp_postgres,
+    temp_sqlite,
+    write_results,
+)
 
 METRICS = 50
-CALL_SITES = ("create experiment", "log 50 metrics", "listener: find run's experiments", "status move")
+CALL_SITES = ("create experiment", "log 50 metrics", "listener: find the task's experiments", "status move")
 
 
 class Meter:
@@ -91,16 +90,16 @@ def one_task(store: TrackingStore, meter: Meter, i: int, model_id: int, dataset_
     _, *out["log 50 metrics"] = meter.measure(
         lambda: store.log_metrics(experiment_id, metrics, evaluation_set="validation")
     )
-    _, *out["listener: find run's experiments"] = meter.measure(
-        lambda: experiments_for_task_run(store.engine, link["dag_id"], link["run_id"])
+    _, *out["listener: find the task's experiments"] = meter.measure(
+        lambda: experiments_of_task(
+            store.engine, link["dag_id"], link["run_id"], link["task_id"], link["map_index"]
+        )
     )
     _, *out["status move"] = meter.measure(lambda: store.set_status(experiment_id, "Completed"))
     return out
 
 
-def run_tasks(
-    store: TrackingStore, tasks: int, server_log: Path | None = None
-) -> dict[str, dict[str, float]]:
+def run_tasks(store: TrackingStore, tasks: int, server_log: Path | None = None) -> dict[str, dict[str, Any]]:
     dataset_id = store.register_dataset("bench", "digits", "Tabular")
     model_id = store.register_model("bench", "sgd", "sklearn")
     meter = Meter(store, server_log)
@@ -111,55 +110,57 @@ def run_tasks(
         for site, sample in task.items():
             samples[site].append(sample)
         totals.append(sum(sample[0] for sample in task.values()))
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    counted = server_log is not None  # round trips: only in a private server's log
     for site, values in samples.items():
         out[site] = {
             "median_ms": statistics.median(v[0] for v in values) * 1000,
             "statements": Counter(v[1] for v in values).most_common(1)[0][0],
-            "round_trips": Counter(v[2] for v in values).most_common(1)[0][0],
+            "round_trips": Counter(v[2] for v in values).most_common(1)[0][0] if counted else None,
         }
     out["whole task"] = {
         "median_ms": statistics.median(totals) * 1000,
         "p95_ms": sorted(totals)[int(len(totals) * 0.95)] * 1000,
         "statements": sum(out[s]["statements"] for s in CALL_SITES),
-        "round_trips": sum(out[s]["round_trips"] for s in CALL_SITES),
+        "round_trips": sum(out[s]["round_trips"] for s in CALL_SITES) if counted else None,
     }
     return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, "task_bench")
     parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "task.json"))
     args = parser.parse_args()
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    with TempPostgres(parent_dir=tempfile.gettempdir()) as pg:
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    with temp_postgres() as pg:
+        machine = machine_info(pg)
         url = pg.create_database("taskbench")
         pg.psql("ALTER DATABASE taskbench SET log_statement = 'all'")  # for the sessions opened from now on
         upgrade(url)
-        assert pg.data_dir is not None
-        results["PostgreSQL"] = run_tasks(TrackingStore.from_url(url), args.tasks, pg.data_dir / "server.log")
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/task.db"
-        upgrade(url)
+        server_log = pg.data_dir / "server.log" if pg.data_dir is not None else None  # None: external server
+        results["PostgreSQL"] = run_tasks(TrackingStore.from_url(url), args.tasks, server_log)
+    with temp_sqlite("task") as (url,):
         results["SQLite"] = run_tasks(TrackingStore.from_url(url), args.tasks)
 
-    table = Table(title=f"Tracking cost per task, median of {args.tasks} tasks ({platform.node()})")
-    for column in ("backend", "call site", "median ms", "SQL statements", "round trips"):
-        table.add_column(column, justify="left" if column in ("backend", "call site") else "right")
-    for backend, sites in results.items():
-        for site, entry in sites.items():
-            trips = f"{entry['round_trips']}" if backend == "PostgreSQL" else "(in process)"
-            table.add_row(backend, site, f"{entry['median_ms']:.2f}", f"{entry['statements']}", trips)
-    Console().print(table)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"machine": platform.platform(), "tasks": args.tasks, "results": results}, indent=2)
+    console = Console()
+    print_table(
+        console,
+        f"Tracking cost per task, median of {args.tasks} tasks ({machine['node']})",
+        ("backend", "call site", "median ms", "SQL statements", "round trips"),
+        (
+            (
+                backend,
+                site,
+                f"{entry['median_ms']:.2f}",
+                f"{entry['statements']}",
+                "(in process)" if backend == "SQLite" else f"{entry['round_trips'] or '(not counted)'}",
+            )
+            for backend, sites in results.items()
+            for site, entry in sites.items()
+        ),
+        left=("call site",),
     )
-    print(f"wrote {out}")
+    write_results(args.json, {"machine": machine, "tasks": args.tasks, "results": results}, console)
     return 0
 
 

@@ -1,12 +1,14 @@
-"""metric_backfill: evaluate the deployed model once per day, one metric step per data interval.
+"""metric_backfill: evaluate the deployed model once per day, one metric step per daily run.
 
-Each daily run takes its interval's labelled data (synthetic here, deterministic per date, with drift that
+Each daily run takes its day's labelled data (synthetic here, deterministic per date, with drift that
 grows over time), evaluates the model currently deployed on the ``churn-prod`` endpoint against it, and
 logs the metrics to ONE long-lived "monitoring" experiment with ``evaluation_set="inference"`` and
-``step`` = days since ``START``. With ``catchup=True`` the scheduler creates a run for every past day, so
-the chart of the monitoring experiment is filled back to ``START``; ``airflow backfill create`` re-runs a
-range. Both are idempotent: the metric upsert on (experiment, name, step, evaluation_set) means running an
-interval twice leaves exactly the same rows.
+``step`` = days from ``START`` to the run's logical date. ``schedule="@daily"`` is a
+``CronTriggerTimetable`` in Airflow 3: its runs have empty data intervals, so the day is the logical date
+(``run_after`` for a run triggered without one). With ``catchup=True`` the scheduler creates a run for every
+past day, so the chart of the monitoring experiment is filled back to ``START``; ``airflow backfill create``
+re-runs a range. Both are idempotent: the metric upsert on (experiment, name, step, evaluation_set) means
+running a day twice leaves exactly the same rows.
 
 If nothing is deployed on the endpoint yet, a small scikit-learn baseline is trained (deterministically,
 on day-0 data), registered and deployed first.
@@ -35,8 +37,10 @@ ROWS_PER_DAY = 400
 
 
 def interval_day(context: dict) -> int:
-    """The step of this run: days from START to the run's logical date (else its interval start / run_after)."""
-    when = context.get("logical_date") or context.get("data_interval_start") or context["dag_run"].run_after
+    """The step of this run: days from START to the run's logical date (its run_after when it has none).
+
+    Not the data interval: ``@daily`` runs have an empty one, and a run without a logical date none."""
+    when = context.get("logical_date") or context["dag_run"].run_after
     return (when.astimezone(dt.UTC).date() - START.date()).days
 
 
@@ -149,7 +153,7 @@ def metric_backfill():
 
     @task
     def evaluate(target: dict, **context) -> dict:
-        """Evaluate the deployed model on this interval's data; one step per interval."""
+        """Evaluate the deployed model on this day's data; one step per day."""
         from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
         from airflow_mltrack.hooks import MLTrackHook

@@ -218,6 +218,51 @@ def test_embedded_default_get_store_works(airflow_home):
     assert "schema revision " in message
 
 
+# Each process is one task of a DAG whose parallel tasks all use the embedded default for the first time:
+# it waits at a gate (so all of them open the fresh file at once), then records a run.
+_FIRST_USE_TASK = """
+import os, sys, time
+from airflow_mltrack.hooks import MLTrackHook
+gate, index = sys.argv[1], sys.argv[2]
+while not os.path.exists(gate):
+    time.sleep(0.005)
+store = MLTrackHook().get_store()
+dataset = store.register_dataset("churn", "customers", "Tabular")
+model = store.register_model("churn", "xgb", "xgboost", version=index)
+experiment = store.create_experiment("churn", "fit-" + index, model, dataset, {"max_depth": int(index)})
+store.log_metrics(experiment, {"auc": 0.5 + int(index) / 100})
+print("experiment", experiment)
+"""
+
+
+def test_embedded_default_first_used_by_six_parallel_tasks(airflow_home, tmp_path):
+    gate = tmp_path / "go"
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home)}
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE_TASK, str(gate), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
+    gate.touch()
+    outcomes = [(task.wait(timeout=300), *task.communicate()) for task in tasks]
+    for code, _out, err in outcomes:
+        assert code == 0, err[-3000:]
+    store = MLTrackHook().get_store()
+    assert len(store.list_models("churn")) == 6
+    ids = {
+        line.split()[1]
+        for _code, out, _err in outcomes
+        for line in out.splitlines()
+        if line.startswith("experiment ")
+    }
+    assert len(ids) == 6
+
+
 def test_test_connection_embedded_sqlite():
     ok, message = MLTrackHook().test_connection()
     assert ok, message

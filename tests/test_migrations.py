@@ -256,3 +256,69 @@ def test_updated_at_trigger_moves_on_raw_update(pg_database: str):
             ).scalars()
         )
     assert triggers == {f"trg_{t}_touch_updated_at" for t in TOUCHED_TABLES}
+
+
+def test_upgrade_turns_stored_nan_into_what_plain_readers_understand(empty_db_url: str):
+    """A store written before NaN was NULL on SQLite (it held the text 'NaN'): after `mltrack db upgrade` a
+    sqlite3/psycopg reader gets a number or NULL, the store still float('nan'), and downgrading restores it."""
+    import math
+
+    from airflow_mltrack.store import TrackingStore
+
+    migrations.upgrade(empty_db_url, "0004")
+    old = TrackingStore(get_engine(empty_db_url), check_revision=False)
+    dataset = old.register_dataset("churn", "customers", "Tabular")
+    model = old.register_model("churn", "mlp", "torch")
+    experiment = old.create_experiment("churn", "lr-10", model, dataset)
+    old.log_metrics(experiment, {"loss": [0.9, float("nan")]})
+
+    def plain() -> list:
+        raw = get_engine(empty_db_url).raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("SELECT value FROM metrics ORDER BY step")
+            values = [row[0] for row in cursor.fetchall()]
+            cursor.execute("SELECT value, max_value FROM metric_latest")
+            return values + [value for row in cursor.fetchall() for value in row]
+        finally:
+            raw.close()
+
+    _run("db", "upgrade", "--url", empty_db_url)
+    assert all(value is None or isinstance(value, float) for value in plain()), plain()
+    history = TrackingStore.from_url(empty_db_url).metric_history(experiment, "loss")
+    assert history[0]["value"] == 0.9 and math.isnan(history[1]["value"])
+    migrations.downgrade(empty_db_url, "0004")
+    assert len(plain()) == 4 and all(v == 0.9 or math.isnan(float(v)) for v in plain())
+
+
+_UPGRADE = """
+import os, sys, time
+from airflow_mltrack.store import migrations
+gate, url = sys.argv[1], sys.argv[2]
+while not os.path.exists(gate):
+    time.sleep(0.005)
+migrations.upgrade(url)
+"""
+
+
+def test_parallel_upgrades_of_a_fresh_database_wait_for_each_other(empty_db_url: str, tmp_path):
+    """Several deploy jobs (or parallel tasks) run the upgrade of one fresh store at once."""
+    import subprocess
+    import sys
+
+    gate = tmp_path / "go"
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UPGRADE, str(gate), empty_db_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    gate.touch()
+    for job in jobs:
+        _out, err = job.communicate(timeout=300)
+        assert job.returncode == 0, err[-3000:]
+    assert migrations.current_revision(empty_db_url) == migrations.head_revision()
+    assert migrations.check_drift(empty_db_url) == []

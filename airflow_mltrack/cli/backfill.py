@@ -28,10 +28,12 @@ def _range(date_from: str, date_to: str) -> tuple[dt.datetime, dt.datetime]:
         end = as_utc(date_to)
     except MLTrackError as exc:
         raise click.BadParameter(f"{date_to!r}: {exc.reason}", param_hint="'--to'") from None
-    if "T" not in date_to and " " not in date_to.strip():
+    whole_day = "T" not in date_to and " " not in date_to.strip()
+    if whole_day:
         end += dt.timedelta(days=1)
     if end <= start:
-        raise click.BadParameter(f"must be on or after --from ({date_from})", param_hint="'--to'")
+        rule = "on or after --from" if whole_day else "after --from (a datetime --to is exclusive)"
+        raise click.BadParameter(f"{date_to!r}: must be {rule}: {date_from}", param_hint="'--to'")
     return start, end
 
 
@@ -186,6 +188,7 @@ def backfill_cmd(
         raise click.BadParameter(f"{exc.value!r}: {exc.reason}", param_hint=option) from None
     target = resolve_url(url, conn_id)
     store = TrackingStore.from_url(target)
+    store.check_ready()  # an unreachable store is said before Airflow's runs are read
     rest = {
         "api_url": api_url,
         "api_conn_id": api_conn_id,

@@ -42,7 +42,8 @@ def erd_cmd(all_tables: bool, output: str | None, url: str | None, conn_id: str)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @store_options
 def integrity_cmd(as_json: bool, url: str | None, conn_id: str) -> None:
-    """Count orphaned rows and rule violations in the live database; exit code 1 if any."""
+    """Count orphaned rows and rule violations in the live database; exit code 1 if any (warnings, such
+    as an endpoint serving less than 100 % of its traffic, are shown but do not count)."""
     from airflow_mltrack.store.engine import get_engine
     from airflow_mltrack.store.introspect import integrity_report
 
@@ -50,7 +51,8 @@ def integrity_cmd(as_json: bool, url: str | None, conn_id: str) -> None:
     report = integrity_report(get_engine(target))
     if not report:
         raise click.ClickException(f"no tracking tables in {display_url(target)} (run `mltrack db upgrade`)")
-    problems = sum(row["count"] for row in report)
+    problems = sum(row["count"] for row in report if row.get("severity") != "warning")
+    warnings = sum(row["count"] for row in report if row.get("severity") == "warning")
 
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -64,9 +66,13 @@ def integrity_cmd(as_json: bool, url: str | None, conn_id: str) -> None:
         table.add_column("Count", justify="right")
         table.add_column("Detail")
         for row in report:
-            style = "bold red" if row["count"] else None
-            table.add_row(row["table"], row["check"], str(row["count"]), row["detail"], style=style)
+            warning = row.get("severity") == "warning"
+            style = ("yellow" if warning else "bold red") if row["count"] else None
+            check = f"{row['check']} (warning)" if warning else row["check"]
+            table.add_row(row["table"], check, str(row["count"]), row["detail"], style=style)
         Console(width=160).print(table)
         click.echo(f"{problems} problem row(s)" if problems else "No problems")
+        if warnings:
+            click.echo(f"{warnings} warning(s) (not problems)")
     if problems:
         raise click.exceptions.Exit(1)

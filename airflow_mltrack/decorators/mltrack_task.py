@@ -12,9 +12,18 @@ resolves ``task.mltrack`` by importing that callable, exactly like ``@task.bash`
 
 At the start of each try the task gets or creates the experiment linked to its task instance
 (dag_id, run_id, task_id, map_index; each map index its own experiment), moves it to Running, logs the
-hyperparameters, and pushes its id to the XCom key ``mltrack_experiment_id``. Numeric entries of the dict the
-function returns are logged as metrics; the return value itself goes to XCom unchanged. A tracking store
-that is unreachable never fails the task: see ``docs/status.md``.
+hyperparameters, and pushes its id to the XCom key ``mltrack_experiment_id``.
+
+The return value: ``None`` or anything that is not a dict, list or tuple (a model path, a number) is not
+metrics and only goes to XCom. A dict, list or tuple is a metric payload, parsed by the one payload parser
+(``store.payloads.parse_metrics``, as ``LogMetricsOperator`` parses it): every shape is logged, and
+anything else (a ``model_path`` entry, ``{"val": {...}}``) fails the task naming the entry; return other
+data with ``log_return=False`` (and log metrics with the tracker). NaN and infinity in the return value go
+to XCom as ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON), which the parser reads back.
+
+``experiment`` may use the function's arguments and ``{map_index}`` (``"sweep-{lr}"``); a mapped task
+instance whose name has no placeholder gets ``-<map_index>`` appended. A tracking store that is
+unreachable never fails the task: see ``docs/status.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +44,19 @@ from airflow_mltrack.decorators.tracker import (
     _first_line,
     is_store_unavailable,
 )
+from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.operators.base import (
+    check_name_format,
+    check_static,
+    experiment_name,
+    is_dynamic,
+    read_literals,
+    template_paths,
+)
 from airflow_mltrack.operators.links import ExperimentLink
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.models import EVALUATION_SETS, NAME_LEN
+from airflow_mltrack.store.payloads import json_safe, parse_metrics
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -78,38 +99,32 @@ def _json_scalar(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= _MAX_PARAM_STR
 
 
-def _numeric(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(value, np.number)
+def _check_literals(python_callable: Callable, arguments: Mapping[str, Any]) -> None:
+    """Refuse bad literal arguments when the DAG is parsed (templates and XComArgs wait for the run)."""
+    get = arguments.get
+    check_static("project", get("project"), lambda f, x: v.name(f, x, NAME_LEN))
+    check_static("evaluation_set", get("evaluation_set"), lambda f, x: v.choice(f, x, EVALUATION_SETS))
+    for field in ("model_id", "dataset_id"):
+        check_static(field, get(field), lambda f, x: v.entity_id(f, _as_id(x)))
+    check_static("hyperparameters", get("hyperparameters"), _hyperparameters)
+    check_static("flush_every", get("flush_every"), lambda f, x: v.integer(f, x, minimum=1))
+    experiment = get("experiment")
+    if experiment_ref(experiment) is None and not is_dynamic(experiment):
+        allowed = {"map_index", *inspect.signature(python_callable).parameters} - {TRACKER_ARG}
+        check_name_format("experiment", experiment, allowed)
+        if experiment not in (None, ""):
+            v.name("experiment", experiment, NAME_LEN)
 
 
-def returned_metrics(result: Any) -> dict[str, Any]:
-    """The loggable part of a returned dict: numbers, lists of numbers, ``{split: {name: number}}``."""
-    from airflow_mltrack.store.models import EVALUATION_SETS
-
-    if not isinstance(result, Mapping):
-        return {}
-    out: dict[str, Any] = {}
-    for key, value in result.items():
-        if not isinstance(key, str):
-            continue
-        if _numeric(value):
-            out[key] = value
-        elif isinstance(value, list | tuple) and value and all(_numeric(v) for v in value):
-            out[key] = list(value)
-        elif isinstance(value, Mapping) and key.strip().lower() in EVALUATION_SETS:
-            inner = returned_metrics(value)
-            inner = {k: v for k, v in inner.items() if not isinstance(v, Mapping)}
-            if inner:
-                out[key] = inner
-    return out
+def _hyperparameters(field: str, value: Any) -> dict[str, Any] | None:
+    """The ``hyperparameters`` argument as a dict: a dict, or a JSON object string."""
+    if isinstance(value, str):
+        return v.json_object(field, value) if value.strip() else None
+    if value is not None and not isinstance(value, Mapping):
+        raise MLTrackError(field, value, "must be a dict (or a JSON object string)")
+    if value:
+        v.json_object(field, value)
+    return dict(value) if value else None
 
 
 class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
@@ -124,6 +139,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         "model_id",
         "dataset_id",
         "hyperparameters",
+        "evaluation_set",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "templates_dict": "json",
@@ -148,6 +164,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         evaluation_set: str = "validation",
         mltrack_conn_id: str = "mltrack_default",
         log_kwargs: bool = True,
+        log_return: bool = True,
         flush_every: int = DEFAULT_FLUSH_EVERY,
         flush_seconds: float | None = DEFAULT_FLUSH_SECONDS,
         **kwargs: Any,
@@ -175,13 +192,17 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         self.evaluation_set = evaluation_set
         self.mltrack_conn_id = mltrack_conn_id
         self.log_kwargs = log_kwargs
+        self.log_return = log_return
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
+        self._hyperparameter_templates = template_paths(hyperparameters)
+        _check_literals(python_callable, vars(self))
 
     # -- execution -------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         ti = context["ti"]
         params = self._params()
+        self._name = self._experiment_name(ti.map_index)
         self._check_inputs(params)
         tracker = self._start(ti, params)
         if tracker.experiment_id is not None:
@@ -191,11 +212,34 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             self.op_kwargs = {**self.op_kwargs, TRACKER_ARG: tracker}
         try:
             result = super().execute(context)
-        except BaseException:
-            self._finish(ti, tracker, None)
+            tracker.log_rows(self._returned_rows(result))
+        except BaseException as exc:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            if isinstance(exc, AirflowSkipException):  # the status listener's Cancelled reason
+                self.mltrack_skip_reason = str(exc) or None
+            self._finish(ti, tracker)
             raise
-        self._finish(ti, tracker, result)
-        return result
+        self._finish(ti, tracker)
+        return json_safe(result)  # XCom is strict JSON: NaN travels as "NaN"
+
+    def _returned_rows(self, result: Any) -> list[Any]:
+        """The metric rows of the return value (see the module docstring); a bad payload raises."""
+        if not self.log_return or not isinstance(result, Mapping | list | tuple):
+            return []
+        skipped: list[str] = []
+        try:
+            rows = parse_metrics(result, self.evaluation_set, field="return_value", not_metrics=skipped)
+        except MLTrackError as exc:
+            raise MLTrackError(
+                exc.field,
+                exc.value,
+                f"{exc.reason} (a dict or list returned by @task.mltrack is a metric payload: return "
+                "metrics only, or set log_return=False)",
+            ) from None
+        if skipped:
+            log.info("mltrack: returned %s kept in XCom only (text, bool or None: not metrics)", skipped)
+        return rows
 
     def _params(self) -> dict[str, Any]:
         """Hyperparameters: the function's JSON-scalar arguments, defaults included (``log_kwargs``), then
@@ -203,27 +247,16 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         params: dict[str, Any] = {}
         if self.log_kwargs:
             params.update({k: v for k, v in self._call_arguments().items() if _json_scalar(v)})
-        extra = self.hyperparameters
-        if isinstance(extra, str) and extra.strip():
-            from airflow_mltrack.store.validation import json_object
-
-            extra = json_object("hyperparameters", extra)
+        extra = _hyperparameters("hyperparameters", self.hyperparameters)
         if extra:
-            if not isinstance(extra, Mapping):
-                from airflow_mltrack.errors import MLTrackError
-
-                raise MLTrackError("hyperparameters", extra, "must be a dict (or a JSON object string)")
-            params.update(extra)
+            params.update(read_literals(extra, self._hyperparameter_templates))
         return params
 
     def _check_inputs(self, params: dict[str, Any]) -> None:
         """Refuse bad arguments before anything is written (no placeholder model or dataset left behind)."""
-        from airflow_mltrack.store import validation as v
-        from airflow_mltrack.store.models import EVALUATION_SETS, NAME_LEN
-
         v.name("project", self.project, NAME_LEN)
         if experiment_ref(self.experiment) is None:
-            v.name("experiment", self._experiment_name(), NAME_LEN)
+            v.name("experiment", self._name, NAME_LEN)
         self.evaluation_set = v.choice("evaluation_set", self.evaluation_set, EVALUATION_SETS)
         for field in ("model_id", "dataset_id"):
             if getattr(self, field) is not None:
@@ -248,9 +281,14 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
                     arguments[name] = value
         return {k: v for k, v in arguments.items() if k != TRACKER_ARG and k not in KNOWN_CONTEXT_KEYS}
 
-    def _experiment_name(self) -> str:
+    def _experiment_name(self, map_index: int | None) -> str:
+        """The experiment's name: ``experiment`` (or the task id) filled in for this call (see the module
+        docstring)."""
         name = self.experiment
-        return str(name).strip() if name not in (None, "") else self.task_id
+        if experiment_ref(name) is not None:
+            return str(name).strip()
+        name = str(name).strip() if name not in (None, "") else self.task_id
+        return experiment_name("experiment", name, self._call_arguments(), map_index)
 
     def _start(self, ti: Any, params: dict[str, Any]) -> Tracker:
         """Get/create the experiment and move it to Running; an unreachable store gives an offline Tracker."""
@@ -302,7 +340,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             else:
                 store.get_experiment(existing)  # a clear NotFoundError for a wrong id
             return existing
-        name = self._experiment_name()
+        name = self._name
         model_id = _as_id(self.model_id)
         dataset_id = _as_id(self.dataset_id)
         self._check_project(store, "model_id", model_id, store.get_model)
@@ -326,7 +364,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
 
     def _check_project(self, store: TrackingStore, field: str, entity_id: Any, get: Callable) -> None:
         """A given model or dataset must exist in this project before placeholders are registered."""
-        from airflow_mltrack.errors import MLTrackError, NotFoundError
+        from airflow_mltrack.errors import NotFoundError
 
         if entity_id is None:
             return
@@ -336,17 +374,14 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         except NotFoundError:
             same = False
         if not same:
-            raise MLTrackError(field, entity_id, f"belongs to another project than {self.project!r}")
+            owner_name = store.get_project(owner)["name"]
+            raise MLTrackError(
+                field, entity_id, f"belongs to project {owner_name!r}, not to {str(self.project).strip()!r}"
+            )
 
-    def _finish(self, ti: Any, tracker: Tracker, result: Any) -> None:
-        """Log the returned metrics, flush, push what could not be written. Never raises."""
+    def _finish(self, ti: Any, tracker: Tracker) -> None:
+        """Flush, push what could not be written. Never raises."""
         try:
-            metrics = returned_metrics(result)
-            if metrics:
-                try:
-                    tracker.log_metrics(metrics)
-                except Exception as exc:  # a bad name in the returned dict must not fail finished training
-                    log.warning("mltrack: returned metrics not logged: %s", exc)
             tracker.flush()
         except Exception as exc:
             log.warning("mltrack: could not write metrics (%s: %s)", type(exc).__name__, _first_line(exc))
@@ -362,7 +397,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
                     value={
                         "experiment_id": tracker.experiment_id,
                         "project": self.project,
-                        "experiment": self._experiment_name(),
+                        "experiment": self._name,
                         "evaluation_set": self.evaluation_set,
                         "hyperparameters": redact_secrets(params),  # XCom is shown in the UI
                         "metrics": rows,
@@ -375,13 +410,23 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
 
 def mltrack_task(python_callable: Callable | None = None, **kwargs: Any) -> TaskDecorator:
     """``@task.mltrack(project, experiment=None, model_id=None, dataset_id=None, hyperparameters=None,
-    evaluation_set="validation", mltrack_conn_id="mltrack_default", log_kwargs=True, flush_every=1000,
-    flush_seconds=10)`` plus any BaseOperator argument (retries, ...).
+    evaluation_set="validation", mltrack_conn_id="mltrack_default", log_kwargs=True, log_return=True,
+    flush_every=1000, flush_seconds=10)`` plus any BaseOperator argument (retries, ...).
 
     The function may take a ``tracker`` argument (:class:`~airflow_mltrack.decorators.tracker.Tracker`).
     """
-    return task_decorator_factory(
+    decorator = task_decorator_factory(
         python_callable=python_callable,
         decorated_operator_class=_MLTrackDecoratedOperator,
         **kwargs,
     )
+    if python_callable is not None:
+        _check_literals(python_callable, kwargs)
+        return decorator
+
+    def checked(function: Callable) -> Any:
+        # Here, not only in __init__: a mapped task (.expand) builds its operator only when it runs.
+        _check_literals(function, kwargs)
+        return decorator(function)  # type: ignore[operator]
+
+    return checked  # type: ignore[return-value]

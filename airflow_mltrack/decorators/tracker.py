@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_mltrack.store.payloads import MetricRow, dedupe, json_number, parse_metrics
+from airflow_mltrack.store.payloads import MetricRow, dedupe, json_number, parse_metric, parse_metrics
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -90,12 +90,18 @@ class Tracker:
     def log_metric(
         self, name: str, value: float, step: int | None = None, evaluation_set: str | None = None
     ) -> None:
-        """Log one value (e.g. ``tracker.log_metric("loss", 0.31, step=epoch)``)."""
-        self._add(parse_metrics({name: value}, evaluation_set or self.evaluation_set, step))
+        """Log one value (e.g. ``tracker.log_metric("loss", 0.31, step=epoch)``); a bad argument raises an
+        MLTrackError naming it (``log_metric('acc') value='high': must be a number, not str``)."""
+        self._add(parse_metric(name, value, evaluation_set or self.evaluation_set, step))
 
     def log_metrics(self, payload: Any, evaluation_set: str | None = None, step: int | None = None) -> None:
-        """Log a payload of any shape the store accepts (``{"acc": 0.9}``, curves, splits, rows)."""
-        self._add(parse_metrics(payload, evaluation_set or self.evaluation_set, step))
+        """Log a payload of any shape the store accepts (``{"acc": 0.9}``, curves, splits, rows); errors name
+        the payload as ``log_metrics`` (``log_metrics.acc='high': must be a number, not str``)."""
+        self._add(parse_metrics(payload, evaluation_set or self.evaluation_set, step, field="log_metrics"))
+
+    def log_rows(self, rows: list[MetricRow]) -> None:
+        """Buffer rows parsed already (``store.payloads.parse_metrics``), e.g. a returned payload."""
+        self._add(list(rows))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Merge ``params`` into the experiment's hyperparameters (written at once; params are few).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,8 +15,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from airflow_mltrack.errors import MLTrackError
-from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store import TrackingStore, redaction
 from airflow_mltrack.store.engine import get_engine, normalize_url
+from airflow_mltrack.store.membership import TaskLink
+from airflow_mltrack.store.redaction import REDACTED
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -89,52 +90,72 @@ try:  # Airflow 3.2+: the Task SDK's secrets masker (the one that filters task l
 except ImportError:  # Airflow 3.1
     from airflow.sdk.execution_time import secrets_masker as _masker  # type: ignore[no-redef]
 
-REDACTED = "***"
+_configured_names: str | None = None
+
+
+def _configure_redaction() -> None:
+    """Hand Airflow's ``[core] sensitive_var_conn_names`` to the redaction policy (again if it changed)."""
+    global _configured_names
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # pragma: no cover - older Task SDK
+        from airflow.configuration import conf
+    names = conf.get("core", "sensitive_var_conn_names", fallback="") or ""
+    if names != _configured_names:
+        redaction.configure(names)
+        _configured_names = names
 
 
 def is_secret_key(name: Any) -> bool:
-    """True for a key whose value is hidden: ``password``, ``api_key``, ``hf_token``, ``db_secret``, ...
-
-    Airflow's default sensitive names (its secrets masker's list) count as whole words of the key, so the
-    common hyperparameter ``tokenizer`` stays visible while ``hf_token`` does not; names an admin adds in
-    ``[core] sensitive_var_conn_names`` count as Airflow counts them (anywhere in the key).
-    """
-    if not isinstance(name, str):
-        return False
-    normalized = re.sub(r"\W+", "_", name.strip().lower())
-    words = f"_{normalized}_"
-    if any(f"_{field}_" in words for field in _masker.DEFAULT_SENSITIVE_FIELDS):
-        return True
-    configured = getattr(_masker._secrets_masker(), "sensitive_variables_fields", None) or ()
-    return any(field in normalized for field in set(configured) - set(_masker.DEFAULT_SENSITIVE_FIELDS))
+    """True for a key whose value is hidden (the policy of :mod:`airflow_mltrack.store.redaction`, with
+    the names an admin added in ``[core] sensitive_var_conn_names``)."""
+    _configure_redaction()
+    return redaction.is_secret_key(name)
 
 
-def _hide_all(value: Any) -> Any:
-    if isinstance(value, str):
-        return REDACTED
+def redact_text(text: Any) -> Any:
+    """Free text (an error message) with its secrets hidden: the store policy's
+    :func:`~airflow_mltrack.store.redaction.redact_text`, then Airflow's masker (the secrets it was told
+    about in this process: connection passwords a task fetched, masked Variables)."""
+    if not isinstance(text, str):
+        return text
+    _configure_redaction()
+    return _masker.redact(redaction.redact_text(text))
+
+
+def reveals_hidden(value: Any, name: str | None = None) -> bool:
+    """True if a read filter on ``value`` (under key ``name``) would test a value the pages hide."""
+    _configure_redaction()
+    return redaction.reveals_hidden(value, name) or _masks_any(value)
+
+
+def _masks_any(value: Any) -> bool:
+    """True if Airflow's masker would change a string in ``value`` (only strings: NaN != NaN)."""
     if isinstance(value, Mapping):
-        return {k: _hide_all(v) for k, v in value.items()}
+        return any(_masks_any(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return [_hide_all(v) for v in value]
+        return any(_masks_any(v) for v in value)
+    return isinstance(value, str) and _masker.redact(value) != value
+
+
+def _mask_strings(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _mask_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_strings(v) for v in value]
+    if isinstance(value, str) and value != REDACTED:
+        return _masker.redact(value)
     return value
 
 
 def redact_secrets(value: Any, name: str | None = None) -> Any:
-    """``value`` with the strings under secret-looking keys replaced by ``***``, at any depth.
-
-    As Airflow does for Variables and connection extras: only strings are hidden (``max_tokens: 512``
-    stays a number). Other strings go through Airflow's masker, which hides secrets it was told about
-    in this process (connection passwords a task fetched, masked Variables).
+    """``value`` with everything under secret-looking keys replaced by ``***`` (strings, numbers,
+    booleans; at any depth) and the secrets inside other strings (URL passwords, ``password=...``,
+    tokens) masked; see :mod:`airflow_mltrack.store.redaction`. Other strings also go through Airflow's
+    masker, which hides secrets it was told about in this process.
     """
-    if name is not None and is_secret_key(name):
-        return _hide_all(value)
-    if isinstance(value, Mapping):
-        return {k: redact_secrets(v, k if isinstance(k, str) else None) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_secrets(v) for v in value]
-    if isinstance(value, str):
-        return _masker.redact(value)
-    return value
+    _configure_redaction()
+    return _mask_strings(redaction.redact(value, name))
 
 
 def redact_json_object(value: Any) -> Any:
@@ -152,8 +173,9 @@ def redact_json_object(value: Any) -> Any:
 
 
 class RedactingTrackingStore(TrackingStore):
-    """The TrackingStore the hook hands out: secret-looking hyperparameter and job parameter values are
-    replaced by ``***`` before they are written (see :func:`redact_secrets`)."""
+    """The TrackingStore the hook hands out: secret-looking hyperparameter and job parameter values, and
+    the secrets in error texts (a failed experiment's or job's), are replaced by ``***`` before they are
+    written (see :func:`redact_secrets` and :func:`redact_text`)."""
 
     def create_experiment(self, project: Any, name: str, model_id: int, dataset_id: int, hyperparameters: Any = None, **fields: Any) -> int:  # fmt: skip
         return super().create_experiment(
@@ -168,7 +190,25 @@ class RedactingTrackingStore(TrackingStore):
             args = (*args[:4], redact_json_object(args[4]), *args[5:])
         if "parameters" in kwargs:
             kwargs["parameters"] = redact_json_object(kwargs["parameters"])
+        if kwargs.get("error"):
+            kwargs["error"] = redact_text(kwargs["error"])
         return super().record_preprocessing_job(*args, **kwargs)
+
+    def set_status(self, *args: Any, **kwargs: Any) -> Any:
+        return super().set_status(*_redact_error(args, kwargs, 2), **kwargs)
+
+    def set_preprocessing_status(self, *args: Any, **kwargs: Any) -> Any:
+        return super().set_preprocessing_status(*_redact_error(args, kwargs, 2), **kwargs)
+
+
+def _redact_error(args: tuple[Any, ...], kwargs: dict[str, Any], position: int) -> tuple[Any, ...]:
+    """``args`` with the ``error`` argument (keyword, or positional at ``position``) redacted, in place
+    for ``kwargs``."""
+    if "error" in kwargs:
+        kwargs["error"] = redact_text(kwargs["error"])
+    elif len(args) > position:
+        args = (*args[:position], redact_text(args[position]), *args[position + 1 :])
+    return args
 
 
 def _log_once(conn_id: str, message: str, *args: Any) -> None:
@@ -303,6 +343,26 @@ def url_from_connection(conn: Connection) -> str:
     )
 
 
+def current_task_link() -> TaskLink | None:
+    """The task instance running in this process (inside a task's execution), else None."""
+    from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
+
+    if not _CURRENT_CONTEXT:
+        return None
+    ti = _CURRENT_CONTEXT[-1].get("ti")
+    if ti is None or not getattr(ti, "dag_id", None):
+        return None
+    map_index = getattr(ti, "map_index", None)
+    try_number = getattr(ti, "try_number", None)
+    return TaskLink(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=try_number if isinstance(try_number, int) else None,
+    )
+
+
 class MLTrackHook(BaseHook):
     """The tracking store behind an Airflow connection.
 
@@ -393,7 +453,9 @@ class MLTrackHook(BaseHook):
         (:class:`RedactingTrackingStore`).
         """
         url = self.get_uri()
-        return RedactingTrackingStore.from_url(url, auto_migrate=self._embedded)
+        store = RedactingTrackingStore.from_url(url, auto_migrate=self._embedded)
+        store.task_link = current_task_link()  # inside a task: its writes make it one of the experiment's
+        return store
 
     def test_connection(self) -> tuple[bool, str]:
         """Connect, run ``SELECT 1`` and report the schema revision (the UI's Test button)."""

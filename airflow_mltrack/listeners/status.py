@@ -2,16 +2,21 @@
 
 Rules (``docs/status.md`` explains them):
 
-* Tracked tasks of an experiment created in a DAG run: its creating task instance (the experiment row's
-  dag_id/run_id/task_id/map_index), every task downstream of the creating task in that run, and any task
-  that names the experiment (an ``experiment_id`` attribute, or ``@task.mltrack(experiment=<id>)``).
-* Running when a tracked task starts (Pending -> Running; Failed -> Running only for a re-run, try > 1).
-* Failed, with the error text, when a tracked task fails with no tries left (a try that will be retried
+* An experiment's tasks are task instances: the one that created it and every one that wrote to it
+  (recorded by the store in ``experiment_tasks``), plus the tasks of the DAG that will write to it: those
+  naming its id, or reading it from its creating task's XCom (``experiment.output``, a template pulling it).
+  Nothing else: an unrelated task of the same run (downstream or not) never moves it.
+* An experiment belongs to the DAG run of its creating task instance; only that run ends it. A run that
+  writes into an experiment created elsewhere moves it Pending -> Running and leaves it Running.
+* Running when one of its tasks starts (Pending -> Running; Failed -> Running only for a re-run, try > 1).
+* Failed, with the error text, when one of its tasks fails with no tries left (a try that will be retried
   leaves it Running; ``on_task_instance_failed`` fires for UP_FOR_RETRY too).
-* Completed when a tracked task succeeds and every tracked task of the experiment in the run is success or
-  skipped, read from the Execution API (``RuntimeTaskInstance.get_task_states``, never the ORM);
-  ``on_dag_run_success`` completes what is still open (e.g. two last tasks finishing at the same moment).
-* Cancelled when the DAG run ends failed (or is stopped) while the experiment is Pending or Running.
+* Cancelled, with the reason, when one of its tasks skips itself (``AirflowSkipException``).
+* Completed when one of its tasks succeeds and all of its tasks in the run are success or skipped, read
+  from the Execution API (``RuntimeTaskInstance.get_task_states``, never the ORM in a worker).
+* At the end of the DAG run, each experiment of the run still open is decided from its tasks only: all
+  done -> Completed; one failed -> Failed; otherwise (not run, upstream failed, stopped by a timeout)
+  Cancelled with a reason naming them.
 
 Every hook logs a warning and returns when the tracking store is unreachable; nothing here ever raises.
 Importing this module is cheap (plugin load in every Airflow process): the store, the hook and SQLAlchemy
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -181,76 +187,203 @@ class _TI:
     def key(self) -> str:
         return self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
 
-    def downstream_of(self, task_id: str) -> set[str]:
-        """Task ids downstream of ``task_id`` (transitively) in this task's DAG; empty when unknown."""
-        if self.dag is None:
-            return set()
+    def definitions(self) -> list[Any]:
+        """This task as rendered (the worker's copy) and as the DAG defines it (XComArgs, templates)."""
+        tasks = [self.task] if self.task is not None else []
+        defined = (getattr(self.dag, "task_dict", None) or {}).get(self.task_id)
+        if defined is not None and defined is not self.task:
+            tasks.append(defined)
+        return tasks
+
+
+# -------------------------------------------------------------- which tasks will write to an experiment
+_ID_ATTRS = ("experiment_id", "experiment_ids", "mltrack_experiment_id", "experiment")
+_ARG_ATTRS = ("op_args", "op_kwargs", "templates_dict")
+_ID_XCOM_KEY = "mltrack_experiment_id"
+_XCOM_PULL = re.compile(r"xcom_pull\(([^)]*)\)")
+_QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
+_KEY_ARG = re.compile(r"""key\s*=\s*['"]([^'"]+)['"]""")
+
+
+def _values(task: Any, attrs: Iterable[str]) -> Iterator[Any]:
+    partial = getattr(task, "partial_kwargs", None) or {}
+    expand = getattr(getattr(task, "expand_input", None), "value", None) or {}
+    for attr in attrs:
+        for value in (getattr(task, attr, None), partial.get(attr), expand.get(attr)):
+            if value is not None:
+                yield value
+    if isinstance(expand, dict):  # a mapped @task: its arguments are expanded, not op_kwargs
+        yield from (value for key, value in expand.items() if key not in attrs)
+
+
+def _id_bearing(creator: Any, key: str | None) -> bool:
+    """Does the XCom ``key`` of the creating task hold an experiment id? ``mltrack_experiment_id`` always;
+    the return value unless the creator is ``@task.mltrack`` (whose return value is the function's)."""
+    if key == _ID_XCOM_KEY:
+        return True
+    if key not in (None, "return_value"):
+        return False
+    return creator is None or not _is_decorated_mltrack(creator)
+
+
+def _is_decorated_mltrack(task: Any) -> bool:
+    names = (getattr(task, "custom_operator_name", None), getattr(task, "operator_name", None))
+    return "@task.mltrack" in names or type(task).__name__ == "_MLTrackDecoratedOperator"
+
+
+def _creator_refs(value: Any, dag: Any, depth: int = 0) -> set[str]:
+    """Task ids whose experiment-id XCom ``value`` reads: XComArgs (``experiment.output``), templates
+    (``{{ ti.xcom_pull(task_ids='create') }}``), inside lists and dicts."""
+    if depth > 4 or value is None:
+        return set()
+    tasks = getattr(dag, "task_dict", None) or {}
+    found: set[str] = set()
+    references = getattr(value, "iter_references", None)
+    if callable(references):
         try:
-            return set(self.dag.get_task(task_id).get_flat_relative_ids(upstream=False))
-        except Exception:  # the creating task is gone from the DAG
-            return set()
-
-    def tracked_task_ids(self, row: dict[str, Any]) -> set[str]:
-        """Task ids that are tracked tasks of the experiment ``row`` in this run (as far as the DAG says)."""
-        ids: set[str] = set()
-        if row["dag_id"] == self.dag_id and row["run_id"] == self.run_id and row["task_id"]:
-            ids.add(row["task_id"])
-            ids |= self.downstream_of(row["task_id"])
-        tasks = getattr(self.dag, "task_dict", None) or {}
-        ids |= {tid for tid, t in tasks.items() if row["experiment_id"] in named_experiments(t)}
-        ids.add(self.task_id)
-        return ids
-
-    def tracks(self, row: dict[str, Any], named: set[int]) -> bool:
-        """Is this task instance a tracked task of the experiment ``row``?"""
-        if row["experiment_id"] in named:
-            return True
-        if row["dag_id"] != self.dag_id or row["run_id"] != self.run_id:
-            return False
-        if row["task_id"] == self.task_id:
-            creator_index = -1 if row["map_index"] is None else int(row["map_index"])
-            return creator_index == self.map_index
-        return self.task_id in self.downstream_of(row["task_id"])
+            for operator, key in references():
+                task_id = getattr(operator, "task_id", None)
+                if task_id and _id_bearing(tasks.get(task_id), key):
+                    found.add(task_id)
+        except Exception as exc:  # an XComArg form this version does not know
+            log.debug("mltrack: XCom references of %r not read: %s", value, exc)
+        return found
+    if isinstance(value, str):
+        for call in _XCOM_PULL.findall(value):
+            key_match = _KEY_ARG.search(call)
+            key = key_match.group(1) if key_match else None
+            names = {name for name in _QUOTED.findall(call) if name != key}
+            for task_id in names & set(tasks):
+                if _id_bearing(tasks.get(task_id), key):
+                    found.add(task_id)
+        return found
+    if isinstance(value, dict):
+        for item in value.values():
+            found |= _creator_refs(item, dag, depth + 1)
+    elif isinstance(value, list | tuple | set):
+        for item in value:
+            found |= _creator_refs(item, dag, depth + 1)
+    return found
 
 
-def _tracked(store: TrackingStore, ti: _TI) -> list[dict[str, Any]]:
-    from airflow_mltrack.store.status_queries import experiments_for_task_run
+def creator_refs(task: Any, dag: Any) -> set[str]:
+    """Task ids of ``dag`` whose experiment id ``task`` reads from XCom (as defined, before rendering)."""
+    if task is None:
+        return set()
+    found: set[str] = set()
+    for value in _values(task, (*_ID_ATTRS, *_ARG_ATTRS)):
+        found |= _creator_refs(value, dag)
+    found.discard(getattr(task, "task_id", None))
+    return found
 
-    named = named_experiments(ti.task)
-    rows = experiments_for_task_run(store.engine, ti.dag_id, ti.run_id, named)
-    return [row for row in rows if ti.tracks(row, named)]
+
+def writer_task_ids(dag: Any, experiment_id: int, creator_task_id: str | None) -> set[str]:
+    """Tasks of ``dag`` that will write to the experiment: they name its id, or read it from the XCom of
+    its creating task (``creator_task_id``, in the same run)."""
+    found: set[str] = set()
+    for task_id, task in (getattr(dag, "task_dict", None) or {}).items():
+        if experiment_id in named_experiments(task):
+            found.add(task_id)
+        elif creator_task_id is not None and creator_task_id in creator_refs(task, dag):
+            found.add(task_id)
+    return found
 
 
-def _all_tracked_done(ti: _TI, row: dict[str, Any]) -> bool:
-    """Are all tracked tasks of ``row`` success/skipped in this run? Asked through the Execution API."""
+# ------------------------------------------------------------------------------------ membership reads
+def _belongs(store: TrackingStore, ti: _TI) -> list[dict[str, Any]]:
+    """The experiments this task instance belongs to (see the module docstring)."""
+    from airflow_mltrack.store.status_queries import experiments_of_task
+
+    named: set[int] = set()
+    creators: set[str] = set()
+    for task in ti.definitions():
+        named |= named_experiments(task)
+        creators |= creator_refs(task, ti.dag)
+    return experiments_of_task(store.engine, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, named, creators)
+
+
+def _owned(row: dict[str, Any]) -> bool:
+    """Was the experiment created in this DAG run (so this run ends it)?"""
+    return row.get("creator_task_id") is not None
+
+
+def _members(store: TrackingStore, dag: Any, dag_id: str, run_id: str, rows: list[dict[str, Any]]) -> dict[int, tuple[set[tuple[str, int]], set[str]]]:  # fmt: skip
+    """``{experiment_id: (recorded task instances, writer task ids of the DAG)}`` in this run."""
+    from airflow_mltrack.store.status_queries import members_in_run
+
+    recorded = members_in_run(store.engine, [r["experiment_id"] for r in rows], dag_id, run_id)
+    return {
+        r["experiment_id"]: (
+            recorded.get(r["experiment_id"], set()),
+            writer_task_ids(dag, r["experiment_id"], r["creator_task_id"]) if dag is not None else set(),
+        )
+        for r in rows
+    }
+
+
+class _Verdict:
+    """The state of an experiment's tasks in a run: done, failed, or waiting/interrupted (named)."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.unfinished: list[str] = []
+
+    @property
+    def all_done(self) -> bool:
+        return not self.failed and not self.unfinished
+
+
+def _judge(
+    members: tuple[set[tuple[str, int]], set[str]],
+    states: dict[tuple[str, int], tuple[str | None, bool]],
+    *,
+    skip: tuple[str, int] | None = None,
+) -> _Verdict:
+    """Judge the member task instances from ``states`` ``{(task_id, map_index): (state, started)}``.
+
+    Recorded members are matched by map index; a writer task of the DAG by every map index it has (none
+    at all: not run yet). ``skip``: the task instance that just succeeded. A task skipped after it started
+    (a DAG-run timeout) is unfinished; one skipped before (a branch not taken) is done.
+    """
+    verdict = _Verdict()
+    recorded, writers = members
+    checks: list[tuple[str, str | None, bool]] = []
+    for task_id, map_index in sorted(recorded):
+        if (task_id, map_index) == skip:
+            continue
+        state, started = states.get((task_id, map_index), (None, False))
+        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+        checks.append((label, state, started))
+    for task_id in sorted(writers - {t for t, _ in recorded}):
+        found = [(m, s) for (t, m), s in states.items() if t == task_id and (t, m) != skip]
+        if not found and (skip is None or skip[0] != task_id):
+            checks.append((task_id, None, False))
+        for map_index, (state, started) in sorted(found):
+            checks.append((task_id if map_index < 0 else f"{task_id}[{map_index}]", state, started))
+    for label, state, started in checks:
+        if state in ("failed",):
+            verdict.failed.append(label)
+        elif state in ("success", "removed") or (state == "skipped" and not started):
+            continue
+        else:
+            verdict.unfinished.append(f"{label} ({state or 'not run'})")
+    return verdict
+
+
+def _worker_states(ti: _TI, task_ids: set[str]) -> dict[tuple[str, int], tuple[str | None, bool]] | None:
+    """States of ``task_ids`` in this run through the Execution API; None where it is not available."""
     get_task_states = getattr(ti.ti, "get_task_states", None)
-    if get_task_states is None or ti.dag is None:
-        return False  # API server (a state set by hand): leave it to on_dag_run_success
-    task_ids = ti.tracked_task_ids(row)
+    if get_task_states is None or not task_ids:
+        return None if get_task_states is None else {}
     states = get_task_states(dag_id=ti.dag_id, task_ids=sorted(task_ids), run_ids=[ti.run_id])
-    run_states = (states or {}).get(ti.run_id, {})
-    creator = row["task_id"] if row["dag_id"] == ti.dag_id and row["run_id"] == ti.run_id else None
-    creator_index = -1 if row["map_index"] is None else int(row["map_index"])
-    for key, state in run_states.items():
-        task_id, map_index = _split_key(key, task_ids)
-        if task_id == creator and creator_index >= 0 and map_index != creator_index:
-            continue  # another map index of the creator: another experiment
-        if task_id == ti.task_id and map_index == ti.map_index:
-            continue  # this task instance: it just succeeded
-        if _state(state) not in DONE_OK:
-            log.debug("mltrack: experiment %s waits for %s (%s)", row["experiment_id"], key, state)
-            return False
-    return True
+    return _keyed((states or {}).get(ti.run_id, {}), task_ids)
 
 
-def _split_key(key: str, task_ids: Iterable[str]) -> tuple[str, int]:
-    """``get_task_states`` keys are ``task_id`` or ``f"{task_id}_{map_index}"``."""
-    if key in task_ids:
-        return key, -1
-    head, _, tail = key.rpartition("_")
-    if tail.isdigit() and head in task_ids:
-        return head, int(tail)
-    return key, -1
+def _keyed(states: dict[str, Any], task_ids: Iterable[str]) -> dict[tuple[str, int], tuple[str | None, bool]]:
+    """``get_task_states`` keys (``task_id`` or ``f"{task_id}_{map_index}"``) as ``(task_id, map_index)``;
+    whether a skipped one had started is unknown there (counted as not started)."""
+    ids = set(task_ids)
+    return {_split_key(key, ids): (_state(state), False) for key, state in states.items()}
 
 
 def _error_text(ti: _TI, error: Any) -> str:
@@ -280,40 +413,56 @@ def failed_for_good(ti: Any) -> bool:
 
 # ------------------------------------------------------------------------- the logic (also callbacks)
 def task_started(task_instance: Any) -> None:
-    """A task instance started: its Pending experiments go Running (Failed ones too on a re-run)."""
+    """A task instance started: its Pending experiments go Running (Failed ones of this run too on a
+    re-run)."""
     try:
         ti = _TI(task_instance)
         if not dag_uses_mltrack(ti.dag):
             return
         for _conn_id, store in _stores(ti.dag, ti.task):
-            for row in _tracked(store, ti):
-                if row["status"] == "Pending" or (row["status"] == "Failed" and ti.try_number > 1):
+            for row in _belongs(store, ti):
+                rerun = row["status"] == "Failed" and ti.try_number > 1 and _owned(row)
+                if row["status"] == "Pending" or rerun:
                     _move(store, row["experiment_id"], "Running")
     except Exception as exc:
         _warn("task start not tracked", exc)
 
 
 def task_succeeded(task_instance: Any) -> None:
-    """A task instance succeeded: complete each of its experiments whose tracked tasks are all done."""
+    """A task instance succeeded: complete each experiment of this run it belongs to whose tasks in the
+    run are all done."""
     try:
         ti = _TI(task_instance)
         if not dag_uses_mltrack(ti.dag):
             return
         for _conn_id, store in _stores(ti.dag, ti.task):
-            for row in _tracked(store, ti):
-                status = row["status"]
-                if status not in OPEN:
-                    continue
-                if status == "Pending" and not _move(store, row["experiment_id"], "Running"):
-                    continue
-                if _all_tracked_done(ti, row):
+            rows = [r for r in _belongs(store, ti) if r["status"] in OPEN]
+            for row in rows:
+                if row["status"] == "Pending":
+                    _move(store, row["experiment_id"], "Running")
+            rows = [r for r in rows if _owned(r)]
+            if not rows:
+                continue
+            members = _members(store, ti.dag, ti.dag_id, ti.run_id, rows)
+            task_ids = {
+                t for recorded, writers in members.values() for t in writers | {t for t, _ in recorded}
+            }
+            states = _worker_states(ti, task_ids)
+            if states is None:
+                continue  # API server (a state set by hand): the DAG run's end decides
+            for row in rows:
+                verdict = _judge(members[row["experiment_id"]], states, skip=(ti.task_id, ti.map_index))
+                if verdict.all_done:
                     _move(store, row["experiment_id"], "Completed")
+                else:
+                    log.debug("mltrack: experiment %s waits for %s", row["experiment_id"], verdict.unfinished)
     except Exception as exc:
         _warn("task success not tracked", exc)
 
 
 def task_failed(task_instance: Any, error: Any = None, *, final: bool | None = None) -> None:
-    """A task instance failed: with no tries left its open experiments go Failed with the error text."""
+    """A task instance failed: with no tries left, the open experiments of this run it belongs to go
+    Failed with the error text."""
     try:
         ti = _TI(task_instance)
         if final is None:
@@ -323,39 +472,138 @@ def task_failed(task_instance: Any, error: Any = None, *, final: bool | None = N
             return
         if not dag_uses_mltrack(ti.dag):
             return
-        text = _error_text(ti, error)
-        for _conn_id, store in _stores(ti.dag, ti.task):
-            for row in _tracked(store, ti):
-                if row["status"] == "Pending":
-                    _move(store, row["experiment_id"], "Running")
-                if row["status"] in OPEN:
-                    _move(store, row["experiment_id"], "Failed", error=text)
+        _end_owned(ti, "Failed", _error_text(ti, error))
     except Exception as exc:
         _warn("task failure not tracked", exc)
 
 
-def dag_run_finished(dag_id: str, run_id: str, success: bool, dag: Any = None) -> None:
-    """A DAG run ended: its still-open experiments go Completed (success) or Cancelled (failed/stopped)."""
+def task_skipped(task_instance: Any, reason: Any = None) -> None:
+    """A task instance skipped itself (``AirflowSkipException``): the open experiments of this run it
+    belongs to go Cancelled, the reason naming the task (and the skip's message when the task left it in
+    ``mltrack_skip_reason``, as ``@task.mltrack`` does)."""
+    try:
+        ti = _TI(task_instance)
+        if not dag_uses_mltrack(ti.dag):
+            return
+        if reason is None:
+            reason = getattr(ti.task, "mltrack_skip_reason", None)
+        text = f"task {ti.key} (try {ti.try_number}) skipped"
+        _end_owned(ti, "Cancelled", f"{text}: {reason}"[:MAX_ERROR_LEN] if reason else text)
+    except Exception as exc:
+        _warn("task skip not tracked", exc)
+
+
+def _end_owned(ti: _TI, status: str, text: str) -> None:
+    for _conn_id, store in _stores(ti.dag, ti.task):
+        for row in _belongs(store, ti):
+            if row["status"] not in OPEN or not _owned(row):
+                continue
+            if row["status"] == "Pending":
+                _move(store, row["experiment_id"], "Running")
+            _move(store, row["experiment_id"], status, error=text)
+
+
+def dag_run_finished(
+    dag_id: str,
+    run_id: str,
+    success: bool,
+    dag: Any = None,
+    *,
+    dag_run: Any = None,
+    msg: str | None = None,
+) -> None:
+    """A DAG run ended: each experiment of the run still open is decided from its own tasks (all done:
+    Completed; one failed: Failed; else Cancelled naming the tasks that did not finish). Without the
+    task states (unusual), the run's outcome decides: Completed on success, Cancelled on failure."""
     try:
         if not dag_uses_mltrack(dag):
             return
         from airflow_mltrack.store.status_queries import open_experiments_of_run
 
         for _conn_id, store in _stores(dag):
-            for row in open_experiments_of_run(store.engine, dag_id, run_id):
-                if success:
-                    if row["status"] == "Pending" and not _move(store, row["experiment_id"], "Running"):
-                        continue
-                    _move(store, row["experiment_id"], "Completed")
+            rows = open_experiments_of_run(store.engine, dag_id, run_id)
+            if not rows:
+                continue
+            members = _members(store, dag, dag_id, run_id, rows)
+            states = _run_states(dag_id, run_id, dag_run, dag)
+            outcome = msg or ("succeeded" if success else "failed")
+            for row in rows:
+                experiment_id = row["experiment_id"]
+                if states is None:
+                    verdict = _Verdict()
+                    if not success:
+                        verdict.unfinished.append("(task states unknown)")
                 else:
-                    _move(store, row["experiment_id"], "Cancelled")
+                    verdict = _judge(members[experiment_id], states)
+                if row["status"] == "Pending" and not _move(store, experiment_id, "Running"):
+                    continue
+                if verdict.all_done:
+                    _move(store, experiment_id, "Completed")
+                elif verdict.failed:
+                    text = f"DAG run {run_id} ended ({outcome}); failed: {', '.join(verdict.failed)}"
+                    _move(store, experiment_id, "Failed", error=text[:MAX_ERROR_LEN])
+                else:
+                    text = (
+                        f"DAG run {run_id} ended ({outcome}) before {', '.join(verdict.unfinished)} finished"
+                    )
+                    _move(store, experiment_id, "Cancelled", error=text[:MAX_ERROR_LEN])
     except Exception as exc:
         _warn(f"end of DAG run {dag_id}/{run_id} not tracked", exc)
 
 
+def _run_states(
+    dag_id: str, run_id: str, dag_run: Any, dag: Any
+) -> dict[tuple[str, int], tuple[str | None, bool]] | None:
+    """Task states of the run: from the DagRun (scheduler / API server, where the ORM is allowed), else
+    through the Execution API (a DAG callback in the DAG processor); None when neither answers."""
+    get_task_instances = getattr(dag_run, "get_task_instances", None)
+    session = _session_of(dag_run)
+    if callable(get_task_instances) and session is not None:
+        try:  # in the caller's session: a session of our own would detach the scheduler's objects
+            return {
+                (t.task_id, -1 if t.map_index is None else int(t.map_index)): (
+                    _state(t.state),
+                    t.start_date is not None,
+                )
+                for t in get_task_instances(session=session)
+            }
+        except Exception as exc:
+            log.debug("mltrack: task states of %s/%s not read from the DagRun: %s", dag_id, run_id, exc)
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id])
+    except Exception as exc:
+        log.debug("mltrack: task states of %s/%s not available: %s", dag_id, run_id, exc)
+        return None
+    run_states = (states or {}).get(run_id, {})
+    return _keyed(run_states, set(getattr(dag, "task_dict", None) or {}))
+
+
+def _session_of(dag_run: Any) -> Any:
+    """The ORM session holding ``dag_run`` (scheduler, API server, ``dag.test()``), else None."""
+    if dag_run is None:
+        return None
+    try:
+        from sqlalchemy.orm import object_session
+
+        return object_session(dag_run)
+    except Exception:  # not an ORM object (a Task SDK DagRun)
+        return None
+
+
+def _split_key(key: str, task_ids: Iterable[str]) -> tuple[str, int]:
+    """``get_task_states`` keys are ``task_id`` or ``f"{task_id}_{map_index}"``."""
+    if key in task_ids:
+        return key, -1
+    head, _, tail = key.rpartition("_")
+    if tail.isdigit() and head in task_ids:
+        return head, int(tail)
+    return key, -1
+
+
 def _dag_of_run(dag_run: Any) -> Any:
-    dag = getattr(dag_run, "dag", None)
-    return dag
+    return getattr(dag_run, "dag", None)
 
 
 # ---------------------------------------------------------------------------------- listener hooks
@@ -375,10 +623,19 @@ def on_task_instance_failed(previous_state: Any, task_instance: Any, error: Any)
 
 
 @hookimpl
+def on_task_instance_skipped(previous_state: Any, task_instance: Any) -> None:
+    task_skipped(task_instance)
+
+
+@hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    dag_run_finished(dag_run.dag_id, dag_run.run_id, success=True, dag=_dag_of_run(dag_run))
+    dag_run_finished(
+        dag_run.dag_id, dag_run.run_id, success=True, dag=_dag_of_run(dag_run), dag_run=dag_run, msg=msg
+    )
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
-    dag_run_finished(dag_run.dag_id, dag_run.run_id, success=False, dag=_dag_of_run(dag_run))
+    dag_run_finished(
+        dag_run.dag_id, dag_run.run_id, success=False, dag=_dag_of_run(dag_run), dag_run=dag_run, msg=msg
+    )

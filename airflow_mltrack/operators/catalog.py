@@ -10,10 +10,14 @@ from airflow.sdk import Asset
 
 from airflow_mltrack.operators.base import (
     MLTrackBaseOperator,
+    check_static,
     coerce_structure,
     coerce_tags,
     drop_none,
+    is_template,
 )
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.models import DATA_TYPES, NAME_LEN, VERSION_LEN
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -35,8 +39,54 @@ def dataset_asset(project: str, name: str) -> Asset:
     return Asset(dataset_asset_uri(project, name))
 
 
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+def static_dataset_asset(project: Any, name: Any) -> Asset | None:
+    """The dataset's Asset when ``project`` and ``name`` are known when the DAG is parsed, else None."""
+    if not all(isinstance(x, str) and x.strip() and not is_template(x) for x in (project, name)):
+        return None
+    return dataset_asset(project, name)
+
+
+def check_dataset_fields(prefix: str, fields: dict[str, Any]) -> None:
+    """The literal arguments of a dataset registration, checked as the store checks them (at parse time)."""
+    checks = {
+        "name": lambda f, x: v.name(f, x, NAME_LEN),
+        "data_type": lambda f, x: v.choice(f, x, DATA_TYPES),
+        "version": lambda f, x: v.version(f, x, VERSION_LEN),
+        "source_url": lambda f, x: v.optional_text(f, x, 512),
+        "description": v.optional_text,
+        "size_bytes": lambda f, x: v.integer(f, x, required=False),
+        "num_records": lambda f, x: v.integer(f, x, required=False),
+        "tags": lambda f, x: v.tag_names(f, coerce_tags(f, x)),
+    }
+    for key, value in fields.items():
+        if key in checks:
+            check_static(f"{prefix}{key}", value, checks[key])
+
+
+def dataset_event_extra(store: Any, project: Any, dataset_id: int, *, new_version: bool) -> dict[str, Any]:
+    """The ``extra`` of a dataset's Asset event (see :class:`RegisterDatasetOperator`)."""
+    dataset = store.get_dataset(dataset_id)
+    return {
+        "project": str(project).strip(),
+        "name": dataset["name"],
+        "version": dataset["version"],
+        "dataset_id": dataset_id,
+        "data_type": dataset["data_type"],
+        "num_records": dataset["num_records"],
+        "size_bytes": dataset["size_bytes"],
+        "new_version": new_version,
+    }
+
+
+def existing_dataset_id(store: Any, project: Any, name: Any, version: Any) -> int | None:
+    """The id of this project/name/version if it is registered already (None when not, or unknown)."""
+    try:
+        found = store.list_datasets(project)
+    except Exception:  # the project does not exist yet, or a bad name the write will report
+        return None
+    name = str(name).strip()
+    version = str(version).strip()
+    return next((d["dataset_id"] for d in found if d["name"] == name and str(d["version"]) == version), None)
 
 
 class RegisterDatasetOperator(MLTrackBaseOperator):
@@ -92,18 +142,10 @@ class RegisterDatasetOperator(MLTrackBaseOperator):
         **kwargs: Any,
     ) -> None:
         self.asset: Asset | None = None
-        if (
-            emit_asset_event
-            and "outlets" not in kwargs
-            and isinstance(project, str)
-            and isinstance(name, str)
-            and project.strip()
-            and name.strip()
-            and not _is_template(project)
-            and not _is_template(name)
-        ):
-            self.asset = dataset_asset(project, name)
-            kwargs["outlets"] = [self.asset]
+        if emit_asset_event and "outlets" not in kwargs:
+            self.asset = static_dataset_asset(project, name)
+            if self.asset is not None:
+                kwargs["outlets"] = [self.asset]
         super().__init__(**kwargs)
         self.project = project
         self.name = name
@@ -114,10 +156,24 @@ class RegisterDatasetOperator(MLTrackBaseOperator):
         self.size_bytes = size_bytes
         self.num_records = num_records
         self.tags = tags
+        check_static("project", project, lambda f, x: v.name(f, x, NAME_LEN))
+        check_dataset_fields(
+            "",
+            {
+                "name": name,
+                "data_type": data_type,
+                "version": version,
+                "source_url": source_url,
+                "description": description,
+                "size_bytes": size_bytes,
+                "num_records": num_records,
+                "tags": tags,
+            },
+        )
 
     def execute(self, context: Context) -> int:
         store = self.store
-        existed = self._existing_id(store)
+        existed = existing_dataset_id(store, self.project, self.name, self.version)
         dataset_id = store.register_dataset(
             self.project,
             self.name,
@@ -142,30 +198,9 @@ class RegisterDatasetOperator(MLTrackBaseOperator):
             "already registered" if existed else "registered",
         )
         if self.asset is not None:
-            dataset = store.get_dataset(dataset_id)
-            context["outlet_events"][self.asset].extra = {
-                "project": str(self.project).strip(),
-                "name": dataset["name"],
-                "version": dataset["version"],
-                "dataset_id": dataset_id,
-                "data_type": dataset["data_type"],
-                "num_records": dataset["num_records"],
-                "size_bytes": dataset["size_bytes"],
-                "new_version": not existed,
-            }
+            extra = dataset_event_extra(store, self.project, dataset_id, new_version=existed is None)
+            context["outlet_events"][self.asset].extra = extra
         return dataset_id
-
-    def _existing_id(self, store: Any) -> int | None:
-        """The id of this project/name/version if it is registered already (None when not, or unknown)."""
-        try:
-            found = store.list_datasets(self.project)
-        except Exception:  # the project does not exist yet, or a bad name the write will report
-            return None
-        name = str(self.name).strip()
-        version = str(self.version).strip()
-        return next(
-            (d["dataset_id"] for d in found if d["name"] == name and str(d["version"]) == version), None
-        )
 
 
 class RegisterModelOperator(MLTrackBaseOperator):
@@ -200,6 +235,7 @@ class RegisterModelOperator(MLTrackBaseOperator):
         "output_schema",
         "tags",
     )
+    literal_fields = ("input_schema", "output_schema")
 
     def __init__(
         self,
@@ -229,6 +265,13 @@ class RegisterModelOperator(MLTrackBaseOperator):
         self.input_schema = input_schema
         self.output_schema = output_schema
         self.tags = tags
+        self.remember_templates()
+        for field, size in (("project", NAME_LEN), ("name", NAME_LEN), ("framework", 100)):
+            check_static(field, getattr(self, field), lambda f, x, n=size: v.name(f, x, n))
+        check_static("version", version, lambda f, x: v.version(f, x, VERSION_LEN))
+        for field in ("input_schema", "output_schema"):
+            check_static(field, getattr(self, field), lambda f, x: v.json_object(f, coerce_structure(f, x)))
+        check_static("tags", tags, lambda f, x: v.tag_names(f, coerce_tags(f, x)))
 
     def execute(self, context: Context) -> int:
         model_id = self.store.register_model(
@@ -242,8 +285,8 @@ class RegisterModelOperator(MLTrackBaseOperator):
                     "description": self.description,
                     "model_path": self.model_path,
                     "model_type": self.model_type,
-                    "input_schema": coerce_structure("input_schema", self.input_schema),
-                    "output_schema": coerce_structure("output_schema", self.output_schema),
+                    "input_schema": coerce_structure("input_schema", self.native("input_schema")),
+                    "output_schema": coerce_structure("output_schema", self.native("output_schema")),
                     "tags": coerce_tags("tags", self.tags),
                 }
             ),

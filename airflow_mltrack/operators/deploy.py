@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mltrack.operators.base import MLTrackBaseOperator, coerce_id, coerce_number
+from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.operators.base import MLTrackBaseOperator, check_static, coerce_id, coerce_number
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.models import NAME_LEN
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+def _traffic(field: str, value: Any) -> float:
+    traffic = v.number(field, coerce_number(field, value), finite=True)
+    if not 0 <= traffic <= 100:
+        raise MLTrackError(field, value, "must be between 0 and 100")
+    return traffic
 
 
 class DeployModelOperator(MLTrackBaseOperator):
@@ -45,11 +55,16 @@ class DeployModelOperator(MLTrackBaseOperator):
         self.model_id = model_id
         self.traffic_percentage = traffic_percentage
         self.url = url
+        for field in ("project", "endpoint"):
+            check_static(field, getattr(self, field), lambda f, x: v.name(f, x, NAME_LEN))
+        check_static("model_id", model_id, coerce_id)
+        check_static("traffic_percentage", traffic_percentage, _traffic)
+        check_static("url", url, lambda f, x: v.optional_text(f, x, 512))
 
     def execute(self, context: Context) -> int:
         model_id = coerce_id("model_id", self.model_id)
         link = self.airflow_link(context)
-        assignment_id = self.store.deploy_model(
+        done = self.store.deploy(
             self.project,
             self.endpoint,
             model_id,
@@ -62,5 +77,14 @@ class DeployModelOperator(MLTrackBaseOperator):
         split = (
             ", ".join(f"model {r['model_id']}: {r['traffic_percentage']:g}%" for r in state) or "no traffic"
         )
-        self.log.info("endpoint %s/%s now serves %s", self.project, self.endpoint, split)
-        return assignment_id
+        self.log.info(
+            "endpoint %s/%s: %s of model %s; now serves %s",
+            self.project,
+            self.endpoint,
+            done.kind or "retirement",
+            model_id,
+            split,
+        )
+        if done.warning:  # e.g. two DAGs deploying one model at 70 then 30 leave it serving 30 %
+            self.log.warning("endpoint %s/%s: %s", self.project, self.endpoint, done.warning)
+        return done.endpoint_model_id

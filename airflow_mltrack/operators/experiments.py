@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.operators.base import (
     MLTrackBaseOperator,
+    check_static,
     coerce_id,
     coerce_number,
     coerce_structure,
@@ -15,12 +16,31 @@ from airflow_mltrack.operators.base import (
     drop_none,
 )
 from airflow_mltrack.operators.links import EXPERIMENT_ID_ATTR, ExperimentLink
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES, NAME_LEN
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 # Experiments in these states are left alone by CreateExperimentOperator(status="Running") on a re-run.
 _FINAL = frozenset({"Completed", "Cancelled"})
+
+
+def _start_status(field: str, value: Any) -> str:
+    status = value.strip().capitalize() if isinstance(value, str) else value
+    if status not in ("Pending", "Running"):
+        raise MLTrackError(field, value, "a new experiment starts as Pending or Running")
+    return status
+
+
+def _json_dict(field: str, value: Any) -> Any:
+    return v.json_object(field, coerce_structure(field, value))
+
+
+def _payload(field: str, value: Any) -> Any:
+    from airflow_mltrack.store.payloads import parse_metrics
+
+    return parse_metrics(coerce_structure(field, value, kinds=(dict, list)), field=field)
 
 
 class CreateExperimentOperator(MLTrackBaseOperator):
@@ -45,6 +65,9 @@ class CreateExperimentOperator(MLTrackBaseOperator):
         work; a re-run moves a Failed experiment back to Running and leaves a Completed one as it is.
         ``"Pending"``: only create it (another task starts it, e.g. a ``@task.mltrack`` task or
         :class:`SetExperimentStatusOperator`).
+
+    Arguments that are not templates are checked when the DAG is parsed; templated entries of
+    ``hyperparameters`` are read as Python literals once rendered (``"{{ params.C }}"`` -> 0.5).
     """
 
     template_fields: Sequence[str] = (
@@ -61,6 +84,7 @@ class CreateExperimentOperator(MLTrackBaseOperator):
     )
     template_fields_renderers = {"hyperparameters": "json"}
     operator_extra_links = (ExperimentLink(),)
+    literal_fields = ("hyperparameters",)
 
     def __init__(
         self,
@@ -88,18 +112,24 @@ class CreateExperimentOperator(MLTrackBaseOperator):
         self.notes = notes
         self.tags = tags
         self.status = status
+        self.remember_templates()
+        for field in ("project", "name"):
+            check_static(field, getattr(self, field), lambda f, x: v.name(f, x, NAME_LEN))
+        for field in ("model_id", "dataset_id"):
+            check_static(field, getattr(self, field), coerce_id)
+        check_static("hyperparameters", hyperparameters, _json_dict)
+        check_static("tags", tags, lambda f, x: v.tag_names(f, coerce_tags(f, x)))
+        check_static("status", status, _start_status)
 
     def execute(self, context: Context) -> int:
-        status = str(self.status).strip().capitalize() if isinstance(self.status, str) else self.status
-        if status not in ("Pending", "Running"):
-            raise MLTrackError("status", self.status, "a new experiment starts as Pending or Running")
+        status = _start_status("status", self.status)
         store = self.store
         experiment_id = store.create_experiment(
             self.project,
             self.name,
             coerce_id("model_id", self.model_id),
             coerce_id("dataset_id", self.dataset_id),
-            hyperparameters=coerce_structure("hyperparameters", self.hyperparameters),
+            hyperparameters=coerce_structure("hyperparameters", self.native("hyperparameters")),
             **drop_none(
                 {
                     "code_version": self.code_version,
@@ -136,6 +166,11 @@ class LogMetricsOperator(MLTrackBaseOperator):
     :param xcom_key: the XCom key to pull (default ``"return_value"``).
     :param evaluation_set: split for values that do not name one (default ``"test"``).
     :param step: step for values that give none.
+
+    Arguments that are not templates are checked when the DAG is parsed (a literal ``metrics`` payload
+    too). Templated entries of ``metrics`` are read as Python literals once rendered
+    (``{"accuracy": "{{ params.acc }}"}`` logs a number); XCom payloads are taken as they are, with
+    ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` read as those values.
     """
 
     template_fields: Sequence[str] = (
@@ -148,6 +183,7 @@ class LogMetricsOperator(MLTrackBaseOperator):
     )
     template_fields_renderers = {"metrics": "json"}
     operator_extra_links = (ExperimentLink(),)
+    literal_fields = ("metrics",)
 
     def __init__(
         self,
@@ -169,6 +205,11 @@ class LogMetricsOperator(MLTrackBaseOperator):
         self.xcom_key = xcom_key
         self.evaluation_set = evaluation_set
         self.step = step
+        self.remember_templates()
+        check_static("experiment_id", experiment_id, coerce_id)
+        check_static("evaluation_set", evaluation_set, lambda f, x: v.choice(f, x, EVALUATION_SETS))
+        check_static("step", step, lambda f, x: x == "" or v.integer(f, coerce_number(f, x), minimum=0))
+        check_static("metrics", metrics, _payload)
 
     def execute(self, context: Context) -> int:
         from airflow_mltrack.store.payloads import dedupe, parse_metrics
@@ -178,7 +219,15 @@ class LogMetricsOperator(MLTrackBaseOperator):
         step = None if self.step in (None, "") else coerce_number("step", self.step)
         rows = []
         for field, payload in self._payloads(context):
-            rows.extend(parse_metrics(payload, self.evaluation_set, step, field=field))
+            # A task's return value may carry data besides metrics (a model path): the same rule as
+            # @task.mltrack's return value (store.payloads.parse_metrics, not_metrics).
+            skipped: list[str] | None = None if field == "metrics" else []
+            found = parse_metrics(payload, self.evaluation_set, step, field=field, not_metrics=skipped)
+            if skipped and not found:  # asked to log this XCom and it holds no metric: say why
+                parse_metrics(payload, self.evaluation_set, step, field=field)
+            if skipped:
+                self.log.info("%s: %s are not metrics (text, bool or None): not logged", field, skipped)
+            rows.extend(found)
         batch = dedupe(rows)
         written = self.store.log_metric_rows(experiment_id, batch)
         self.log.info("experiment %s: %d metric rows written", experiment_id, written)
@@ -186,7 +235,7 @@ class LogMetricsOperator(MLTrackBaseOperator):
 
     def _payloads(self, context: Context) -> list[tuple[str, Any]]:
         if self.metrics is not None:
-            return [("metrics", coerce_structure("metrics", self.metrics, kinds=(dict, list)))]
+            return [("metrics", coerce_structure("metrics", self.native("metrics"), kinds=(dict, list)))]
         task_ids = list(self.source_task_ids or [])
         known = getattr(self.dag, "task_dict", None) if self.has_dag() else None
         payloads: list[tuple[str, Any]] = []
@@ -238,6 +287,8 @@ class SetExperimentStatusOperator(MLTrackBaseOperator):
         self.experiment_id = experiment_id
         self.status = status
         self.error = error
+        check_static("experiment_id", experiment_id, coerce_id)
+        check_static("status", status, lambda f, x: v.choice(f, x, EXPERIMENT_STATUSES))
 
     def execute(self, context: Context) -> int:
         experiment_id = coerce_id("experiment_id", self.experiment_id)

@@ -3,7 +3,8 @@
 Every route needs a signed-in Airflow user (the app's dependency, see ``auth.py``) and shows only rows of
 DAGs that user may read. Errors: unknown id -> 404, bad filter -> 422, both as
 ``{"detail": ..., "field": ..., "value": ...}``. Non-finite metric values are given as the strings
-``"NaN"``, ``"Infinity"``, ``"-Infinity"``.
+``"NaN"``, ``"Infinity"``, ``"-Infinity"``. Visibility is filtered in SQL (the readable DAG ids go into
+each query), never after a LIMIT; every input is bounded (ids, offsets, filter sizes).
 
 The ``load_*`` functions gather the data once for both the API and the HTML pages.
 """
@@ -11,6 +12,7 @@ The ``load_*`` functions gather the data once for both the API and the HTML page
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Annotated, Any
 
@@ -18,7 +20,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
-from airflow_mltrack.hooks.mltrack import redact_secrets
+from airflow_mltrack.hooks.mltrack import redact_secrets, redact_text, reveals_hidden
 from airflow_mltrack.plugins.auth import AccessDep, DagAccess, StoreDep
 from airflow_mltrack.store import TrackingStore, ui_queries
 
@@ -217,6 +219,9 @@ class LineageModelOut(_Out):
 
 class AssignmentOut(_Out):
     endpoint_model_id: int
+    kind: str | None = Field(
+        default=None, description="deploy, canary, promote, rollback or adjust (unknown for old rows)"
+    )
     endpoint_id: int
     endpoint: str
     model_id: int
@@ -259,7 +264,8 @@ class SchemaOut(_Out):
 
 # -- data shared by the API and the pages -------------------------------------------------------------
 def hide_secrets(found: list[dict[str, Any]], key: str = "hyperparameters") -> list[dict[str, Any]]:
-    """Secret-looking values of ``key`` (hyperparameters, job parameters) replaced by ``***``.
+    """Secret-looking values of ``key`` (hyperparameters, job parameters) replaced by ``***``, and the
+    secrets in an ``error`` text masked.
 
     The hook redacts them before they are stored; this covers rows written some other way (older
     versions, plain ``TrackingStore`` use), so neither the API nor a page ever shows them.
@@ -267,7 +273,18 @@ def hide_secrets(found: list[dict[str, Any]], key: str = "hyperparameters") -> l
     for row in found:
         if row.get(key):
             row[key] = redact_secrets(row[key])
+        if row.get("error"):
+            row["error"] = redact_text(row["error"])
     return found
+
+
+def check_param_filters(params: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a hyperparameter filter on a value the pages hide (a secret key, a URL password): else a
+    reader could test guesses of it against the experiment count."""
+    for key, value in params.items():
+        if reveals_hidden(value, key):
+            raise MLTrackError("param", key, "hidden (secret) hyperparameter values cannot be filtered on")
+    return params
 
 
 def load_experiments(
@@ -279,6 +296,7 @@ def load_experiments(
     dag_id: str | None = None,
     run_id: str | None = None,
     task_id: str | None = None,
+    map_index: int | None = None,
     tag: str | None = None,
     param: list[str] | None = None,
     sort: str | None = None,
@@ -293,8 +311,9 @@ def load_experiments(
         dag_id=dag_id or None,
         run_id=run_id or None,
         task_id=task_id or None,
+        map_index=map_index,
         tag=tag or None,
-        hyperparameters=ui_queries.parse_params(param),
+        hyperparameters=check_param_filters(ui_queries.parse_params(param)),
         sort=sort or None,
         order=order,
         limit=limit,
@@ -337,35 +356,44 @@ def chart_data(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def parse_ids(raw: list[str] | None) -> list[int]:
-    """``ids=1&ids=2`` or ``ids=1,2`` -> [1, 2] (2 to 10 distinct ids)."""
-    ids: list[int] = []
+    """``ids=1&ids=2`` or ``ids=1,2`` -> [1, 2] (2 to 10 distinct ids).
+
+    Linear in the input and stops at the 11th distinct id; an error echoes at most a few ids.
+    """
+    ids: dict[int, None] = {}
     for part in (p.strip() for chunk in raw or [] for p in chunk.split(",")):
         if not part:
             continue
-        try:
-            value = int(part)
-        except ValueError:
-            raise MLTrackError("ids", part, "experiment ids are integers") from None
-        if value not in ids:
-            ids.append(value)
-    if not 2 <= len(ids) <= MAX_COMPARE:
-        raise MLTrackError("ids", ids, f"choose between 2 and {MAX_COMPARE} experiments to compare")
-    return ids
+        if len(part) > 10 or not part.isdigit():  # 10 digits hold every valid id
+            raise MLTrackError("ids", part[:20], "experiment ids are positive integers")
+        ids[int(part)] = None
+        if len(ids) > MAX_COMPARE:
+            raise MLTrackError(
+                "ids", [*ids][: MAX_COMPARE + 1], f"choose between 2 and {MAX_COMPARE} experiments to compare"
+            )
+    if len(ids) < 2:
+        raise MLTrackError("ids", list(ids), f"choose between 2 and {MAX_COMPARE} experiments to compare")
+    return list(ids)
 
 
 def load_compare(store: TrackingStore, access: DagAccess, ids: list[int]) -> dict[str, Any]:
-    try:
-        result = store.compare(ids)
-    except NotFoundError as exc:  # named as the query parameter the caller gave
-        raise NotFoundError("ids", exc.value, exc.reason) from None
-    hidden = [e["experiment_id"] for e in result["experiments"] if not access.can_read(e.get("dag_id"))]
-    if hidden:
-        raise NotFoundError("ids", hidden, "no experiment with these ids")
+    """The comparison of ``ids``; an id that does not exist and one the user may not see both answer the
+    same 404 (every such id named). ``differing`` compares the values as shown (after redaction)."""
+    found = ui_queries.visible_experiment_ids(store, ids, access.visible_dag_ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFoundError("ids", missing, "no experiment with these ids")
+    result = store.compare(ids)
     hide_secrets(result["experiments"])
     result["hyperparameters"] = {
         key: {experiment_id: redact_secrets(value, key) for experiment_id, value in values.items()}
         for key, values in result["hyperparameters"].items()
     }
+    result["differing"] = [
+        key
+        for key, values in result["hyperparameters"].items()
+        if len({json.dumps(x, sort_keys=True, default=str) for x in values.values()}) > 1
+    ]
     return result
 
 
@@ -378,11 +406,7 @@ def load_lineage(store: TrackingStore, access: DagAccess, dataset_id: int) -> di
 
 
 def load_deployments(store: TrackingStore, access: DagAccess, project: str | None) -> list[dict[str, Any]]:
-    found = ui_queries.deployments_overview(store, project or None)
-    for endpoint in found:
-        endpoint["active"] = access.keep(endpoint["active"])
-        endpoint["history"] = access.keep(endpoint["history"])
-    return found
+    return ui_queries.deployments_overview(store, project or None, access.visible_dag_ids)
 
 
 def load_schema(store: TrackingStore) -> dict[str, str]:
@@ -425,7 +449,7 @@ def experiments(
     ] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     limit: Annotated[int, Query(ge=1, le=ui_queries.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=ui_queries.MAX_OFFSET)] = 0,
 ) -> Any:
     return load_experiments(
         store,
@@ -486,10 +510,8 @@ def leaderboard(
     mode: Annotated[str, Query(pattern="^(max|min)$")] = "max",
     limit: Annotated[int, Query(ge=1, le=ui_queries.MAX_PAGE)] = 10,
 ) -> Any:
-    found = access.keep(store.leaderboard(project, metric, evaluation_set, mode, ui_queries.MAX_PAGE))
-    for rank, row in enumerate(found, start=1):
-        row["rank"] = rank
-    return hide_secrets(found[:limit])
+    found = store.leaderboard(project, metric, evaluation_set, mode, limit, access.visible_dag_ids)
+    return hide_secrets(found)
 
 
 @router.get("/metric-keys", response_model=list[MetricKeyOut], summary="Metric names per split (sort keys)")
@@ -517,8 +539,17 @@ def models(store: StoreDep, access: AccessDep, project: ProjectQ = None) -> Any:
 
 
 @router.get("/preprocessing-jobs", response_model=list[JobOut], summary="Preprocessing jobs")
-def preprocessing_jobs(store: StoreDep, access: AccessDep, project: ProjectQ = None) -> Any:
-    return hide_secrets(access.keep(store.list_preprocessing_jobs(project or None)), "parameters")
+def preprocessing_jobs(
+    store: StoreDep,
+    access: AccessDep,
+    project: ProjectQ = None,
+    limit: Annotated[int, Query(ge=1, le=ui_queries.MAX_PAGE)] = ui_queries.MAX_PAGE,
+    offset: Annotated[int, Query(ge=0, le=ui_queries.MAX_OFFSET)] = 0,
+) -> Any:
+    if project:
+        store.get_project(project)
+    found = ui_queries.preprocessing_jobs(store, project or None, access.visible_dag_ids, limit, offset)
+    return hide_secrets(found, "parameters")
 
 
 @router.get("/deployments", response_model=list[EndpointOut], summary="Endpoints, traffic split, history")

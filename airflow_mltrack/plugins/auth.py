@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -59,7 +58,11 @@ def clear_store_cache() -> None:
 
 
 class DagAccess:
-    """The DAGs the current user may read, asked of the auth manager once per request."""
+    """The DAGs the current user may read, asked of the auth manager once per request.
+
+    Lists never filter rows in Python: ``visible_dag_ids`` goes into the SQL query (before any LIMIT);
+    :meth:`check` is for one row fetched by id.
+    """
 
     def __init__(self, user: BaseUser, store: TrackingStore) -> None:
         self.user = user
@@ -95,9 +98,6 @@ class DagAccess:
         if not self.can_read(row.get("dag_id")):
             raise NotFoundError(field, value, "no experiment with this id")
         return row
-
-    def keep(self, found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in found if self.can_read(r.get("dag_id"))]
 
 
 def dag_access(

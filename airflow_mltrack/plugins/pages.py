@@ -47,6 +47,15 @@ def fmt_num(value: Any) -> str:
     return str(value)
 
 
+def fmt_version(value: Any) -> str:
+    """A version as shown: ``v1.2`` for one that starts with a digit, any other (``sgd-539ac701``,
+    ``candidates``) as it is."""
+    if value is None:
+        return "—"
+    text = str(value)
+    return f"v{text}" if text[:1].isdigit() else text
+
+
 def fmt_dt(value: Any) -> str:
     if value is None:
         return "—"
@@ -97,7 +106,13 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters.update(
-    num=fmt_num, dt=fmt_dt, jsontext=fmt_json, bytes=fmt_bytes, json_script=json_script, seg=seg
+    num=fmt_num,
+    dt=fmt_dt,
+    ver=fmt_version,
+    jsontext=fmt_json,
+    bytes=fmt_bytes,
+    json_script=json_script,
+    seg=seg,
 )
 
 
@@ -195,9 +210,11 @@ def experiments_page(
         "order": order,
     }
     try:
-        start = int(offset or 0)
+        start = int(offset or 0) if len(offset) <= 20 else -1
     except ValueError:
-        raise MLTrackError("offset", offset, "must be a whole number") from None
+        start = -1
+    if not 0 <= start <= ui_queries.MAX_OFFSET:
+        raise MLTrackError("offset", offset[:40], f"must be a whole number from 0 to {ui_queries.MAX_OFFSET}")
     page = api.load_experiments(
         store,
         access,
@@ -321,16 +338,20 @@ def task_instance_page(
         raise MLTrackError(
             "dag_id/run_id/task_id", None, "all are required (this page is a task instance tab)"
         )
-    page = api.load_experiments(
-        store, access, dag_id=dag_id, run_id=run_id, task_id=task_id, order="asc", limit=ui_queries.MAX_PAGE
-    )
     try:  # Airflow substitutes {MAP_INDEX}; an unmapped task may give -1, nothing or the placeholder.
-        index = int(map_index)
+        index: int | None = int(map_index) if len(map_index) <= 10 else None
     except ValueError:
         index = None
-    if index is not None and index >= 0:
-        page["items"] = [e for e in page["items"] if e["map_index"] == index]
-        page["total"] = len(page["items"])
+    page = api.load_experiments(
+        store,
+        access,
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=index if index is not None and 0 <= index <= ui_queries.MAX_OFFSET else None,
+        order="asc",
+        limit=ui_queries.MAX_PAGE,
+    )
     if len(page["items"]) == 1:
         return RedirectResponse(f"experiments/{page['items'][0]['experiment_id']}", status_code=303)
     return render(

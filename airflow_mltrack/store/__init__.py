@@ -18,11 +18,12 @@ class TrackingStore(DeploymentStore):
 
     @classmethod
     def from_url(cls, url: str, *, auto_migrate: bool = False) -> TrackingStore:
-        """A store on the database at ``url`` (SQLAlchemy URL); ``auto_migrate`` upgrades it to head."""
+        """A store on the database at ``url`` (SQLAlchemy URL); ``auto_migrate`` upgrades it to head
+        (concurrent first uses of one SQLite file wait for one upgrade)."""
         if auto_migrate:
             from airflow_mltrack.store import migrations
 
-            migrations.upgrade(url)
+            migrations.ensure_head(url)
         return cls(get_engine(url))
 
     @classmethod

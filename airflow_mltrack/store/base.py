@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError, SchemaOutOfDateError
 
@@ -65,12 +65,21 @@ class StoreBase:
             with self.engine.begin() as conn:
                 yield conn
         except (IntegrityError, psycopg.IntegrityError) as exc:  # the latter from raw COPY cursors
-            raise _integrity_error(exc, known) from exc
+            error = _integrity_error(exc, known)
+            # A row that does not exist is the caller's mistake: no database traceback before the message.
+            raise error from (None if isinstance(error, NotFoundError) else exc)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with read_connection(self.engine) as conn:
             yield conn
+
+    def check_ready(self) -> None:
+        """Connect and check the schema revision, raising as the first write would (an unreachable
+        database, SchemaOutOfDateError): for callers that want to know before long work."""
+        self._ensure_current_revision()
+        with self._read() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def _ensure_current_revision(self) -> None:
         if not self._check_revision:
@@ -85,7 +94,7 @@ class StoreBase:
 
             try:
                 current = migrations.current_revision(self.engine)
-            except (OperationalError, ProgrammingError):
+            except ProgrammingError:  # a database that refuses the query; one that is down raises as it is
                 current = None
             head = migrations.head_revision()
             if current != head:
@@ -96,6 +105,25 @@ class StoreBase:
                     f" (url {self.engine.url.render_as_string(hide_password=True)})",
                 )
             _CHECKED_REVISIONS.add(key)
+
+    @staticmethod
+    def _foreign(conn: Connection, field: str, value: Any, owner_id: int, project_id: int) -> MLTrackError:
+        """The error for ``field`` (a model or dataset id) that belongs to project ``owner_id``, not to
+        ``project_id``: both projects named, so the user sees which (issue 11, item 13)."""
+        from airflow_mltrack.store import tables
+
+        names = dict(
+            conn.execute(
+                select(tables.projects.c.project_id, tables.projects.c.name).where(
+                    tables.projects.c.project_id.in_((owner_id, project_id))
+                )
+            ).all()
+        )
+        return MLTrackError(
+            field,
+            value,
+            f"belongs to project {names.get(owner_id)!r}, not to {names.get(project_id)!r}",
+        )
 
     # -- dialect-aware statements ---------------------------------------------------------------
     def _insert(self, table: Table):  # noqa: ANN202 - dialect-specific Insert

@@ -103,7 +103,7 @@ class CatalogStore(TagStore):
 
     def get_project(self, project: ProjectRef) -> dict[str, Any]:
         if not isinstance(project, int) or isinstance(project, bool):
-            v.filter_text("project", project)
+            project = v.lookup_name("project", project)
         with self._read() as conn:
             query = select(projects)
             if isinstance(project, int):
@@ -220,7 +220,7 @@ def _filter_project(query: Any, project: ProjectRef | None) -> Any:
         return query
     if isinstance(project, int):
         return query.where(projects.c.project_id == project)
-    return query.where(projects.c.name == project)
+    return query.where(projects.c.name == v.lookup_name("project", project))
 
 
 def _reject_unknown(entity: str, fields: dict[str, Any], allowed: Set[str]) -> None:

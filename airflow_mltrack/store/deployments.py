@@ -2,15 +2,23 @@
 
 A deployment call puts a model on an endpoint at ``traffic_percentage``; the other active models keep at
 most ``100 - traffic_percentage`` between them (scaled down proportionally) and are retired when they
-reach 0. Every change retires the old row and inserts a new one, so the rows are the rollout history.
+reach 0. Every change retires the old row and inserts a new one, so the rows are the rollout history; each
+new row records its ``kind`` (deploy, canary, promote, rollback, adjust).
 The endpoint row is locked first (``UPDATE``), so concurrent deployments to one endpoint serialize.
+
+Shares are allocated exactly on a fixed scale of ``TRAFFIC_DECIMALS`` decimals (whole micro-percents):
+a share is rounded to that scale on the way in, the scaled-down shares of the other models sum to exactly
+the budget left (the rounding remainder goes to the largest of them), so the active shares of an endpoint
+never sum past 100. ``TRAFFIC_TOLERANCE`` (half a unit of that scale) is the one tolerance with which
+both the store and ``mltrack integrity`` compare sums of shares stored as doubles.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, exists, select, update
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
@@ -25,9 +33,53 @@ from airflow_mltrack.store.models import (
 )
 from airflow_mltrack.store.preprocessing import PreprocessingStore
 
+log = logging.getLogger(__name__)
+
 endpoints = DeploymentEndpoint.__table__
 endpoint_models = EndpointModel.__table__
-_EPSILON = 1e-9
+
+#: Decimals of a stored traffic share: shares are whole multiples of 10**-TRAFFIC_DECIMALS percent.
+TRAFFIC_DECIMALS = 6
+_UNITS = 10**TRAFFIC_DECIMALS  # units per percent
+_FULL = 100 * _UNITS
+#: Tolerance for a sum of stored shares (doubles) against 100: half a unit of the fixed scale.
+TRAFFIC_TOLERANCE = 0.5 / _UNITS
+
+
+def traffic_units(percentage: float) -> int:
+    """``percentage`` on the fixed scale: a whole number of units (10**-TRAFFIC_DECIMALS percent)."""
+    return round(percentage * _UNITS)
+
+
+def _percent(units: int) -> float:
+    return units / _UNITS
+
+
+def _scale_down(shares: list[int], budget: int) -> list[int]:
+    """``shares`` scaled down proportionally to sum to exactly ``budget`` (< their sum): each is floored,
+    and the remainder (fewer units than there are shares) goes to the largest share."""
+    total = sum(shares)
+    scaled = [share * budget // total for share in shares]
+    remainder = budget - sum(scaled)
+    if remainder:
+        largest = max(range(len(shares)), key=lambda i: (shares[i], -i))
+        scaled[largest] += remainder
+    return scaled
+
+
+class Deployment(NamedTuple):
+    """What one deployment call did.
+
+    ``endpoint_model_id``: the model's active row (its retired row when traffic is 0); ``kind``: the rollout
+    kind of that row (None for a retirement, and for rows written before kinds were recorded);
+    ``active_traffic``: the endpoint's active traffic afterwards, in percent; ``warning``: set (and logged)
+    when that is below 100.
+    """
+
+    endpoint_model_id: int
+    kind: str | None
+    active_traffic: float
+    warning: str | None
 
 
 class DeploymentStore(PreprocessingStore):
@@ -75,16 +127,39 @@ class DeploymentStore(PreprocessingStore):
         """Serve ``model_id`` on ``endpoint`` at ``traffic_percentage`` (0 retires it); returns the
         endpoint_models id of the model's active row (or of the retired row when traffic is 0).
 
-        Idempotent: the same call again changes nothing.
+        Idempotent: the same call again changes nothing. :meth:`deploy` also tells the rollout kind and
+        warns when the endpoint's active traffic ends below 100 %.
         """
+        return self.deploy(
+            project, endpoint, model_id, traffic_percentage, url, dag_id, run_id
+        ).endpoint_model_id
+
+    def deploy(
+        self,
+        project: ProjectRef,
+        endpoint: str,
+        model_id: int,
+        traffic_percentage: float = 100,
+        url: str | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+    ) -> Deployment:
+        """As :meth:`deploy_model`, returning a :class:`Deployment`: the row id, its rollout kind, the
+        endpoint's active traffic afterwards, and a warning (also logged) when that is below 100 %."""
         name_ = v.name("endpoint", endpoint, NAME_LEN)
         model_id = v.entity_id("model_id", model_id)
         traffic = v.number("traffic_percentage", traffic_percentage, finite=True)
         if not 0 <= traffic <= 100:
             raise MLTrackError("traffic_percentage", traffic_percentage, "must be between 0 and 100")
+        if traffic and not traffic_units(traffic):
+            raise MLTrackError(
+                "traffic_percentage",
+                traffic_percentage,
+                f"must be 0 or at least {_percent(1):g} (the finest share)",
+            )
         link = {
-            "dag_id": v.name("dag_id", dag_id, AIRFLOW_ID_LEN, required=False),
-            "run_id": v.name("run_id", run_id, AIRFLOW_ID_LEN, required=False),
+            "dag_id": v.airflow_id("dag_id", dag_id, AIRFLOW_ID_LEN),
+            "run_id": v.airflow_id("run_id", run_id, AIRFLOW_ID_LEN),
         }
         url = v.optional_text("url", url, 512)
         with self._write() as conn:
@@ -95,7 +170,7 @@ class DeploymentStore(PreprocessingStore):
             if owner is None:
                 raise NotFoundError("model_id", model_id, "no model with this id")
             if owner != project_id:
-                raise MLTrackError("model_id", model_id, "belongs to another project")
+                raise self._foreign(conn, "model_id", model_id, owner, project_id)
             endpoint_id = self._endpoint_id(conn, project_id, name_, {"url": url})
             # Lock the endpoint: deployments to one endpoint run one at a time.
             conn.execute(
@@ -110,50 +185,93 @@ class DeploymentStore(PreprocessingStore):
                     .order_by(endpoint_models.c.model_id)
                 )
             )
-            return self._apply_split(conn, endpoint_id, model_id, traffic, active, link)
+            row_id, kind, total = self._apply_split(
+                conn, endpoint_id, model_id, traffic_units(traffic), active, link
+            )
+        warning = None
+        if total < _FULL:
+            served = f"{_percent(total):g} %" if total else "no traffic"
+            warning = (
+                f"endpoint {name_!r} of project {project!r} now serves {served}: its active models' traffic "
+                "sums below 100 %"
+            )
+            log.warning("%s", warning)
+        return Deployment(row_id, kind, _percent(total), warning)
 
     def _apply_split(
         self,
         conn: Connection,
         endpoint_id: int,
         model_id: int,
-        traffic: float,
+        traffic: int,
         active: list[dict[str, Any]],
         link: dict[str, Any],
-    ) -> int:
+    ) -> tuple[int, str | None, int]:
+        """Put ``model_id`` at ``traffic`` units; returns (its row id, the row's kind, active units after)."""
         now = utcnow()
         mine = next((r for r in active if r["model_id"] == model_id), None)
         others = [r for r in active if r["model_id"] != model_id]
-        budget = 100.0 - traffic
-        total = sum(r["traffic_percentage"] for r in others)
-        if total > budget + _EPSILON:
-            scale = budget / total if total else 0.0
-            for row in others:
-                self._set_traffic(conn, row, round(row["traffic_percentage"] * scale, 6), now, link)
-        if mine is not None and abs(mine["traffic_percentage"] - traffic) <= _EPSILON:
-            return int(mine["endpoint_model_id"])
+        shares = [traffic_units(r["traffic_percentage"]) for r in others]
+        budget = _FULL - traffic
+        if sum(shares) > budget:
+            shares = _scale_down(shares, budget)
+            for row, share in zip(others, shares, strict=True):
+                if share != traffic_units(row["traffic_percentage"]):
+                    self._set_traffic(conn, row, share, now, link, "adjust")
+        total = sum(shares) + traffic
+        if mine is not None and traffic_units(mine["traffic_percentage"]) == traffic:
+            return int(mine["endpoint_model_id"]), mine.get("kind"), total
         if mine is not None:
-            new_id = self._set_traffic(conn, mine, traffic, now, link)
-            return int(new_id if new_id is not None else mine["endpoint_model_id"])
-        if traffic <= _EPSILON:
+            kind = "promote" if traffic == _FULL else "adjust"
+            new_id = self._set_traffic(conn, mine, traffic, now, link, kind)
+            if new_id is None:
+                return int(mine["endpoint_model_id"]), None, total
+            return new_id, kind, total
+        if traffic == 0:
             raise MLTrackError("model_id", model_id, "is not active on this endpoint; nothing to retire")
-        return self._insert_assignment(conn, endpoint_id, model_id, traffic, now, link)
+        kind = self._new_model_kind(conn, endpoint_id, model_id, traffic, others)
+        return self._insert_assignment(conn, endpoint_id, model_id, traffic, now, link, kind), kind, total
+
+    @staticmethod
+    def _new_model_kind(
+        conn: Connection, endpoint_id: int, model_id: int, traffic: int, others: list[dict[str, Any]]
+    ) -> str:
+        """The kind of a model's first active row in a while: ``rollback`` if it served this endpoint
+        before, ``deploy`` on an endpoint serving nothing, ``promote`` at 100 %, else ``canary``."""
+        served_before = conn.execute(
+            select(
+                exists().where(
+                    endpoint_models.c.endpoint_id == endpoint_id, endpoint_models.c.model_id == model_id
+                )
+            )
+        ).scalar()
+        if served_before:
+            return "rollback"
+        if not others:
+            return "deploy"
+        return "promote" if traffic == _FULL else "canary"
 
     def _set_traffic(
-        self, conn: Connection, row: dict[str, Any], traffic: float, now: Any, link: dict[str, Any]
+        self, conn: Connection, row: dict[str, Any], traffic: int, now: Any, link: dict[str, Any], kind: str
     ) -> int | None:
         conn.execute(
             update(endpoint_models)
             .where(endpoint_models.c.endpoint_model_id == row["endpoint_model_id"])
             .values(retired_at=now)
         )
-        if traffic <= _EPSILON:
+        if traffic == 0:
             return None
-        return self._insert_assignment(conn, row["endpoint_id"], row["model_id"], traffic, now, link)
+        return self._insert_assignment(conn, row["endpoint_id"], row["model_id"], traffic, now, link, kind)
 
     @staticmethod
     def _insert_assignment(
-        conn: Connection, endpoint_id: int, model_id: int, traffic: float, now: Any, link: dict[str, Any]
+        conn: Connection,
+        endpoint_id: int,
+        model_id: int,
+        traffic: int,
+        now: Any,
+        link: dict[str, Any],
+        kind: str,
     ) -> int:
         return int(
             conn.execute(
@@ -161,8 +279,9 @@ class DeploymentStore(PreprocessingStore):
                 .values(
                     endpoint_id=endpoint_id,
                     model_id=model_id,
-                    traffic_percentage=traffic,
+                    traffic_percentage=_percent(traffic),
                     promoted_at=now,
+                    kind=kind,
                     **link,
                 )
                 .returning(endpoint_models.c.endpoint_model_id)
@@ -209,7 +328,7 @@ class DeploymentStore(PreprocessingStore):
         project_id = self._lookup_project_id(conn, project)
         endpoint_id = conn.execute(
             select(endpoints.c.endpoint_id).where(
-                endpoints.c.project_id == project_id, endpoints.c.name == endpoint
+                endpoints.c.project_id == project_id, endpoints.c.name == v.lookup_name("endpoint", endpoint)
             )
         ).scalar_one_or_none()
         if endpoint_id is None:

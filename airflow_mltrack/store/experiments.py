@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, cast, func, literal, select, update
+from sqlalchemy import Connection, DateTime, and_, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import rows, utcnow
 from airflow_mltrack.store.catalog import CatalogStore, ProjectRef, datasets, models, projects
+from airflow_mltrack.store.membership import TaskLink, link_of, record_member
 from airflow_mltrack.store.models import AIRFLOW_ID_LEN, EXPERIMENT_STATUSES, NAME_LEN, Experiment
 from airflow_mltrack.store.tags import tag_assignments, tags_t
 
@@ -26,6 +27,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "Cancelled": frozenset(),
 }
 TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
+# Statuses whose move keeps the reason given with it in ``error`` (Failed: the error; Cancelled: why).
+WITH_REASON = frozenset({"Failed", "Cancelled"})
 _LINK_FIELDS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
 _EXPERIMENT_FIELDS = {"description", "code_version", "notes", "status", *_LINK_FIELDS}
 
@@ -34,7 +37,7 @@ def airflow_link(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validated Airflow link columns from ``fields`` (map_index -1 when a dag_id is given)."""
     link: dict[str, Any] = {}
     for key in ("dag_id", "run_id", "task_id"):
-        link[key] = v.name(key, fields.get(key), AIRFLOW_ID_LEN, required=False)
+        link[key] = v.airflow_id(key, fields.get(key), AIRFLOW_ID_LEN)
     link["map_index"] = v.integer("map_index", fields.get("map_index"), minimum=-1, required=False)
     link["try_number"] = v.integer("try_number", fields.get("try_number"), minimum=0, required=False)
     if link["dag_id"] is not None:
@@ -47,7 +50,28 @@ def airflow_link(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ExperimentStore(CatalogStore):
-    """Experiments and their lifecycle."""
+    """Experiments and their lifecycle.
+
+    ``task_link``: the Airflow task instance this store writes for (the hook sets it inside a task). Every
+    write to an experiment then records that task instance as one of the experiment's tasks.
+    """
+
+    task_link: TaskLink | None = None
+
+    def _note_writer(self, conn: Connection, experiment_id: int, *, start: bool = True) -> None:
+        """Record the current task instance (if any) as a writer of the experiment, in ``conn``'s
+        transaction; ``start``: its first write moves a Pending experiment to Running."""
+        if self.task_link is not None:
+            record_member(conn, self._insert, experiment_id, self.task_link, "writer", start=start)
+
+    def _now_column(self) -> Any:
+        """A timestamp for ``start_time``/``end_time`` from the one clock both use: PostgreSQL's (its
+        ``now()``, as the ``start_time`` default), or on SQLite (embedded: same machine) this process's
+        with microseconds; never before the row's ``start_time``, so ``ck_experiments_times`` holds."""
+        if self.is_postgres:
+            return func.greatest(func.now(), experiments.c.start_time)
+        now = bindparam("now_", utcnow(), type_=DateTime(timezone=True))
+        return func.max(experiments.c.start_time, now)
 
     def create_experiment(
         self,
@@ -88,6 +112,9 @@ class ExperimentStore(CatalogStore):
             "status": v.choice("status", fields.get("status", "Pending"), EXPERIMENT_STATUSES),
             **link,
         }
+        if not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
+            values["start_time"] = utcnow()
+        creator = link_of(link) or self.task_link
         with self._write() as conn:
             values["project_id"] = self._parents(conn, project, model_id, dataset_id)
             if link["dag_id"] is None:
@@ -98,6 +125,10 @@ class ExperimentStore(CatalogStore):
                 )
             else:
                 experiment_id = self._upsert_linked(conn, values)
+            if creator is not None:
+                record_member(conn, self._insert, experiment_id, creator, "creator")
+            if self.task_link is not None and creator is not None and self.task_link.key != creator.key:
+                self._note_writer(conn, experiment_id, start=False)
             if tag_list:
                 self._tag(conn, "experiment", experiment_id, tag_list)
             return experiment_id
@@ -156,26 +187,27 @@ class ExperimentStore(CatalogStore):
         if project_id is None:
             project_id = self._project_id(conn, project)  # a new name is created; a missing id refused
         if model_project != project_id:
-            raise MLTrackError("model_id", model_id, "belongs to another project")
+            raise self._foreign(conn, "model_id", model_id, model_project, project_id)
         if dataset_project != project_id:
-            raise MLTrackError("dataset_id", dataset_id, "belongs to another project")
+            raise self._foreign(conn, "dataset_id", dataset_id, dataset_project, project_id)
         return int(project_id)
 
     # -- status -------------------------------------------------------------------------------------
     def set_status(self, experiment_id: int, status: str, error: str | None = None) -> str:
-        """Move an experiment to ``status`` (rules of DESIGN.md); returns the previous status.
+        """Move an experiment to ``status`` (the ``TRANSITIONS`` rules); returns the previous status.
 
-        Setting the status it already has is a no-op, so retried tasks and listeners are safe.
+        ``error`` is kept with a move to Failed (the error) or Cancelled (the reason). Setting the status
+        it already has is a no-op that keeps the stored error (the error of the move that won), so retried
+        tasks and listeners are safe. ``end_time`` comes from the clock ``start_time`` came from.
         """
         experiment_id = v.entity_id("experiment_id", experiment_id)
         status = v.choice("status", status, EXPERIMENT_STATUSES)
-        error = v.optional_text("error", error)
+        error = v.error_text("error", error)
         allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
-        now = utcnow()
-        values: dict[str, Any] = {"status": status, "updated_at": now}
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
         if status in TERMINAL:
-            values["end_time"] = now
-            values["error"] = error if status == "Failed" else None
+            values["end_time"] = self._now_column()
+            values["error"] = error if status in WITH_REASON else None
         else:  # Running (first start, or a cleared task re-running after Failed)
             values["end_time"] = None
             values["error"] = None
@@ -198,19 +230,15 @@ class ExperimentStore(CatalogStore):
                     .returning(old.c.previous)
                 ).scalar_one_or_none()
                 if previous is not None:
+                    self._note_writer(conn, experiment_id, start=False)
                     return str(previous)
             current = conn.execute(
                 select(experiments.c.status).where(experiments.c.experiment_id == experiment_id)
             ).scalar_one_or_none()
             if current is None:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
-            if current == status:
-                if status == "Failed" and error:
-                    conn.execute(
-                        update(experiments)
-                        .where(experiments.c.experiment_id == experiment_id)
-                        .values(error=error)
-                    )
+            if current == status:  # a no-op: the stored error stays the one of the move that won
+                self._note_writer(conn, experiment_id, start=False)
                 return current
             result = conn.execute(
                 update(experiments)
@@ -224,6 +252,7 @@ class ExperimentStore(CatalogStore):
                     f"experiment {experiment_id} is {current}; allowed next: "
                     f"{', '.join(sorted(TRANSITIONS[current])) or 'none (final)'}",
                 )
+            self._note_writer(conn, experiment_id, start=False)
             return current
 
     def log_hyperparameters(self, experiment_id: int, hyperparameters: Mapping[str, Any] | str) -> None:
@@ -242,6 +271,7 @@ class ExperimentStore(CatalogStore):
             )
             if result.rowcount != 1:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+            self._note_writer(conn, experiment_id)
 
     # -- reads --------------------------------------------------------------------------------------
     def _experiment_query(self) -> Any:
@@ -298,10 +328,9 @@ class ExperimentStore(CatalogStore):
     ) -> list[dict[str, Any]]:
         """Experiments, newest first, filtered by project, status, tag, hyperparameter values, DAG."""
         if not isinstance(project, int) or isinstance(project, bool):
-            project = v.filter_text("project", project)
-        tag, dag_id, run_id = (
-            v.filter_text(f, x) for f, x in (("tag", tag), ("dag_id", dag_id), ("run_id", run_id))
-        )
+            project = v.lookup_name("project", project)
+        tag = v.lookup_name("tag", tag)
+        dag_id, run_id = (v.filter_text(f, x) for f, x in (("dag_id", dag_id), ("run_id", run_id)))
         query = self._experiment_query()
         if project is not None:
             if isinstance(project, int):

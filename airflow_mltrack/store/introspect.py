@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from airflow_mltrack.store import models as m
+from airflow_mltrack.store.deployments import TRAFFIC_TOLERANCE
 
 #: Alembic version tables: ours and Airflow's (when the store shares Airflow's database).
 VERSION_TABLES = frozenset({"mltrack_alembic_version", "alembic_version"})
@@ -37,7 +38,11 @@ ALLOWED_VALUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("preprocessing_jobs", "status", m.JOB_STATUSES),
     ("deployment_endpoints", "status", m.ENDPOINT_STATUSES),
     ("tag_assignments", "entity_type", m.TAGGABLE_ENTITIES),
+    ("endpoint_models", "kind", m.ROLLOUT_KINDS),
+    ("experiment_tasks", "role", m.EXPERIMENT_TASK_ROLES),
 )
+#: CHECK-listed columns where NULL is allowed (endpoint_models.kind: rows written before revision 0004).
+NULLABLE_CHECKED = frozenset({("endpoint_models", "kind")})
 
 #: (table, earlier column, later column): the later one may not precede the earlier one.
 TIME_ORDER: tuple[tuple[str, str, str], ...] = (
@@ -47,7 +52,8 @@ TIME_ORDER: tuple[tuple[str, str, str], ...] = (
 )
 
 MAX_TRAFFIC = 100.0
-TRAFFIC_EPSILON = 1e-9
+#: Kinds of check that are warnings (reported, but not problems: ``mltrack integrity`` exits 0 on them).
+WARNING_KINDS = frozenset({"traffic_below"})
 
 __all__ = ["erd_mermaid", "integrity_report", "tracking_tables"]
 
@@ -188,18 +194,28 @@ def _has(live: MetaData, table: str, *columns: str) -> bool:
 
 
 def _row(table: str, check: str, kind: str, count: int, detail: str = "") -> dict[str, Any]:
-    return {"table": table, "check": check, "kind": kind, "count": int(count or 0), "detail": detail}
+    severity = "warning" if kind in WARNING_KINDS else "error"
+    return {
+        "table": table,
+        "check": check,
+        "kind": kind,
+        "severity": severity,
+        "count": int(count or 0),
+        "detail": detail,
+    }
 
 
 def integrity_report(engine: Engine) -> list[dict[str, Any]]:
     """Count rows that break the schema's rules, one entry per check.
 
-    Each entry: ``{"table", "check", "kind", "count", "detail"}``; ``kind`` is ``orphan`` (a child row whose
-    parent is missing, for every foreign key of the models and of the live database, possible on SQLite
-    with ``foreign_keys`` off or after a constraint was dropped), ``tag`` (a tag assignment pointing at no
-    row), ``traffic`` (an endpoint whose active models' traffic sums past 100), ``time`` (an end before
-    its start) or ``allowed_values`` (a value outside a CHECK list). Checks whose tables or columns do not
-    exist are left out; an uninitialized database gives ``[]``.
+    Each entry: ``{"table", "check", "kind", "severity", "count", "detail"}``; ``kind`` is ``orphan`` (a
+    child row whose parent is missing, for every foreign key of the models and of the live database,
+    possible on SQLite with ``foreign_keys`` off or after a constraint was dropped), ``tag`` (a tag
+    assignment pointing at no row), ``traffic`` (an endpoint whose active models' traffic sums past 100),
+    ``traffic_below`` (one whose active traffic sums below 100), ``time`` (an end before its start) or
+    ``allowed_values`` (a value outside a CHECK list). ``severity`` is ``"warning"`` for ``traffic_below``
+    and ``"error"`` for every other check. Checks whose tables or columns do not exist are left out; an
+    uninitialized database gives ``[]``.
     """
     live = MetaData()
     live.reflect(bind=engine, only=tracking_tables(engine))
@@ -263,7 +279,7 @@ def integrity_report(engine: Engine) -> list[dict[str, Any]]:
                 select(em.c.endpoint_id)
                 .where(em.c.retired_at.is_(None))
                 .group_by(em.c.endpoint_id)
-                .having(func.sum(em.c.traffic_percentage) > MAX_TRAFFIC + TRAFFIC_EPSILON)
+                .having(func.sum(em.c.traffic_percentage) > MAX_TRAFFIC + TRAFFIC_TOLERANCE)
                 .subquery()
             )
             count = conn.scalar(select(func.count()).select_from(over))
@@ -273,6 +289,25 @@ def integrity_report(engine: Engine) -> list[dict[str, Any]]:
                     "endpoints whose active traffic sums past 100",
                     "traffic",
                     count,
+                )
+            )
+            # A warning, not an error: an endpoint serving part of its traffic (two DAGs deploying at 70
+            # then 30 leave 30) may be intended, but is worth a look.
+            below = (
+                select(em.c.endpoint_id)
+                .where(em.c.retired_at.is_(None))
+                .group_by(em.c.endpoint_id)
+                .having(func.sum(em.c.traffic_percentage) < MAX_TRAFFIC - TRAFFIC_TOLERANCE)
+                .subquery()
+            )
+            ids = sorted(int(i) for i in conn.scalars(select(below.c.endpoint_id)))
+            report.append(
+                _row(
+                    "deployment_endpoints",
+                    "endpoints whose active traffic sums below 100",
+                    "traffic_below",
+                    len(ids),
+                    ", ".join(f"endpoint_id {i}" for i in ids[:20]),
                 )
             )
 
@@ -294,7 +329,10 @@ def integrity_report(engine: Engine) -> list[dict[str, Any]]:
                 continue
             table = live.tables[table_name]
             col = table.c[column]
-            query = select(func.count()).select_from(table).where(or_(col.is_(None), col.not_in(allowed)))
+            bad = col.not_in(allowed)
+            if (table_name, column) not in NULLABLE_CHECKED:
+                bad = or_(col.is_(None), bad)
+            query = select(func.count()).select_from(table).where(bad)
             report.append(
                 _row(table_name, f"{column} outside the allowed values", "allowed_values", conn.scalar(query))
             )

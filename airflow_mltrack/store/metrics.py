@@ -16,7 +16,7 @@ experiments list read it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -28,6 +28,7 @@ from sqlalchemy import (
     case,
     func,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -41,8 +42,11 @@ from airflow_mltrack.errors import NotFoundError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import rows, utcnow
 from airflow_mltrack.store.experiments import ExperimentStore, experiments
-from airflow_mltrack.store.models import EVALUATION_SETS, Metric, MetricLatest
+from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES, Metric, MetricLatest
 from airflow_mltrack.store.payloads import KeySummary, MetricRow, dedupe, parse_metrics, summarize
+
+#: Statuses a leaderboard ranks by default: not Failed or Cancelled (issue 11, item 3).
+RANKED_STATUSES = ("Pending", "Running", "Completed")
 
 metrics = Metric.__table__
 metric_latest = MetricLatest.__table__
@@ -121,26 +125,41 @@ def _copy_rows(cur: Any, statement: str, experiment_id: int, batch: Sequence[Met
             write((experiment_id, r.name, r.value, r.step, r.evaluation_set))
 
 
-def _as_float(value: Any) -> Any:
-    """Read side of ``_sqlite_value``: SQLite hands back untyped window results and 'NaN' texts."""
+def _as_float(value: Any, *, null_is_nan: bool = False) -> Any:
+    """Read side of ``_sqlite_value``: SQLite hands back untyped window results, NULL for NaN (and the text
+    'NaN' in databases written before NaN was stored as NULL)."""
     if isinstance(value, str):
         return float(value)
+    if value is None and null_is_nan:
+        return math.nan
     return value
 
 
 def _float_rows(
-    found: list[dict[str, Any]], keys: tuple[str, ...] = ("value", "min_value", "max_value")
+    found: list[dict[str, Any]],
+    keys: tuple[str, ...] = ("value", "min_value", "max_value"),
+    *,
+    null_is_nan: bool = False,
 ) -> list[dict[str, Any]]:
+    """Metric values of ``found`` as floats; ``null_is_nan`` for columns where NULL stands for NaN
+    (``metrics.value`` and the values of ``metric_latest``: never NULL otherwise)."""
     for row in found:
         for key in keys:
             if key in row:
-                row[key] = _as_float(row[key])
+                row[key] = _as_float(row[key], null_is_nan=null_is_nan)
     return found
 
 
-def _sqlite_value(value: float) -> float | str:
-    # SQLite turns a bound NaN into NULL; keep it as the text 'NaN', which reads back as float('nan').
-    return "NaN" if math.isnan(value) else value
+def _sqlite_value(value: float, nan: str | None) -> float | str | None:
+    """A metric value as SQLite stores it: SQLite's REAL has no NaN, so NaN is stored as ``nan`` (NULL, or
+    the text 'NaN' where the schema still refuses NULL; see ``MetricStore._sqlite_nan``)."""
+    return nan if math.isnan(value) else value
+
+
+def _max_nan_greatest(column: Any) -> Any:
+    """``max(column)`` with NaN above every number, on both backends: PostgreSQL sorts NaN last already;
+    on SQLite, where NaN is NULL, any NULL makes the maximum NULL (NaN)."""
+    return case((func.count(column) < func.count(), null()), else_=func.max(column))
 
 
 class MetricStore(ExperimentStore):
@@ -195,6 +214,7 @@ class MetricStore(ExperimentStore):
             self._advance_latest(conn, experiment_id, summary)
             if overwritten:
                 self._refresh_latest(conn, experiment_id, overwritten)
+            self._note_writer(conn, experiment_id)  # the task writing (if any) belongs to the experiment
         return len(batch)
 
     # -- PostgreSQL ---------------------------------------------------------------------------------
@@ -280,11 +300,12 @@ class MetricStore(ExperimentStore):
         """Insert the new rows (``ON CONFLICT DO NOTHING``); if any key existed, upsert the whole batch and
         report all its keys as overwritten (SQLite has one writer at a time, so this is exact)."""
         now = utcnow()
+        nan = self._sqlite_nan(conn, summary)
         params = [
             {
                 "experiment_id": experiment_id,
                 "name": r.name,
-                "value": _sqlite_value(r.value),
+                "value": _sqlite_value(r.value, nan),
                 "step": r.step,
                 "evaluation_set": r.evaluation_set,
                 "recorded_at": now,
@@ -359,21 +380,25 @@ class MetricStore(ExperimentStore):
             set_={
                 "step": case((wins, new.step), else_=old.step),
                 "value": case((wins, new.value), else_=old.value),
-                "min_value": func.min(old.min_value, new.min_value),
+                # Two-argument min/max are NULL if either is: min ignores a NaN (NULL) side, max keeps it.
+                "min_value": func.coalesce(
+                    func.min(old.min_value, new.min_value), old.min_value, new.min_value
+                ),
                 "max_value": func.max(old.max_value, new.max_value),
                 "points": old.points + new.points,
                 "recorded_at": new.recorded_at,
             },
         )
+        nan = self._sqlite_nan(conn, summary)
         params = [
             {
                 "experiment_id": experiment_id,
                 "name": s.name,
                 "evaluation_set": s.evaluation_set,
                 "step": s.final_step,
-                "value": _sqlite_value(s.final_value),
-                "min_value": _sqlite_value(s.min_value),
-                "max_value": _sqlite_value(s.max_value),
+                "value": _sqlite_value(s.final_value, nan),
+                "min_value": _sqlite_value(s.min_value, nan),
+                "max_value": _sqlite_value(s.max_value, nan),
                 "points": s.points,
                 "recorded_at": now,
             }
@@ -383,8 +408,20 @@ class MetricStore(ExperimentStore):
 
     @staticmethod
     def _value_param(name: str) -> Any:
-        """A bound metric value for SQLite, untyped so NaN can travel as the text 'NaN'."""
+        """A bound metric value for SQLite, untyped so NaN can travel as the text 'NaN' (older schema)."""
         return type_coerce(bindparam(name), String())
+
+    @staticmethod
+    def _sqlite_nan(conn: Connection, summary: Sequence[KeySummary]) -> str | None:
+        """How SQLite stores a NaN of this batch: NULL (what sqlite3 and pandas read as missing / NaN) where
+        ``metrics.value`` accepts NULL, else the text 'NaN' (a schema from before NULL meant NaN). Asked
+        only when the batch holds a NaN (a key's max is NaN then)."""
+        if not any(math.isnan(s.max_value) for s in summary):
+            return None
+        not_null = conn.exec_driver_sql(
+            "SELECT \"notnull\" FROM pragma_table_info('metrics') WHERE name = 'value'"
+        ).scalar()
+        return "NaN" if not_null else None
 
     def _refresh_latest(self, conn: Connection, experiment_id: int, keys: Sequence[tuple[str, str]]) -> None:
         """Recompute the ``metric_latest`` rows of ``keys`` from ``metrics`` (in key order)."""
@@ -411,7 +448,7 @@ class MetricStore(ExperimentStore):
         """Every value of one metric of one split, by step (a step-less value first)."""
         experiment_id = v.entity_id("experiment_id", experiment_id)
         split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
-        name = v.filter_text("name", name) or ""
+        name = v.lookup_name("name", name) or ""
         query = (
             select(metrics.c.step, metrics.c.value, metrics.c.recorded_at)
             .where(
@@ -422,7 +459,7 @@ class MetricStore(ExperimentStore):
             .order_by(metrics.c.step.asc().nulls_first())
         )
         with self._read() as conn:
-            return _float_rows(rows(conn.execute(query)))
+            return _float_rows(rows(conn.execute(query)), null_is_nan=True)
 
     def metric_curves(self, experiment_ids: Iterable[int]) -> list[dict[str, Any]]:
         """All metric rows of the given experiments (for charts), ordered by experiment, key, step."""
@@ -444,7 +481,7 @@ class MetricStore(ExperimentStore):
             )
         )
         with self._read() as conn:
-            return _float_rows(rows(conn.execute(query)))
+            return _float_rows(rows(conn.execute(query)), null_is_nan=True)
 
     @staticmethod
     def _latest_source(where: Any) -> Select:
@@ -460,7 +497,7 @@ class MetricStore(ExperimentStore):
                 metrics.c.name,
                 metrics.c.evaluation_set,
                 func.min(metrics.c.value).label("min_value"),
-                func.max(metrics.c.value).label("max_value"),
+                _max_nan_greatest(metrics.c.value).label("max_value"),
                 func.count().label("points"),
                 func.max(metrics.c.recorded_at).label("recorded_at"),
             )
@@ -504,6 +541,7 @@ class MetricStore(ExperimentStore):
         with the best min/max, the number of points and the last write time: the reference definition
         of ``metric_latest`` (tests check the table against it); writes refresh the table with
         ``_latest_source`` and reads use the table."""
+        key = (metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set)
         ranked = (
             select(
                 metrics.c.experiment_id,
@@ -520,9 +558,14 @@ class MetricStore(ExperimentStore):
                 func.min(metrics.c.value)
                 .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
                 .label("min_value"),
-                func.max(metrics.c.value)
-                .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
-                .label("max_value"),
+                case(
+                    (
+                        func.count(metrics.c.value).over(partition_by=key)
+                        < func.count().over(partition_by=key),
+                        null(),
+                    ),
+                    else_=func.max(metrics.c.value).over(partition_by=key),
+                ).label("max_value"),  # NaN (NULL on SQLite) above every number, as _max_nan_greatest
                 func.count()
                 .over(partition_by=(metrics.c.experiment_id, metrics.c.name, metrics.c.evaluation_set))
                 .label("points"),
@@ -550,7 +593,7 @@ class MetricStore(ExperimentStore):
         experiment_id = v.entity_id("experiment_id", experiment_id)
         query = self._latest_query().where(metric_latest.c.experiment_id == experiment_id)
         with self._read() as conn:
-            found = _float_rows(rows(conn.execute(query)))
+            found = _float_rows(rows(conn.execute(query)), null_is_nan=True)
             if not found:
                 self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
         return sorted(found, key=lambda r: (r["evaluation_set"], r["name"]))
@@ -569,9 +612,16 @@ class MetricStore(ExperimentStore):
         )
 
     def _finite(self, column: Any) -> Any:
+        """Finite values only: a final value of NaN or +-Infinity is not ranked (leaderboard, the metric
+        sort of the experiments list). PostgreSQL sorts NaN above Infinity; SQLite stores NaN as NULL
+        (which no comparison passes; the text 'NaN' in databases written before)."""
         if self.is_postgres:
-            return and_(column != literal_column("'NaN'::float8"))
-        return func.typeof(column) != "text"
+            return and_(
+                column > literal_column("'-Infinity'::float8"), column < literal_column("'Infinity'::float8")
+            )
+        return and_(
+            func.typeof(column) != "text", column > literal_column("-9e999"), column < literal_column("9e999")
+        )
 
     def leaderboard(
         self,
@@ -580,10 +630,20 @@ class MetricStore(ExperimentStore):
         evaluation_set: str = "test",
         mode: str = "max",
         limit: int = 10,
+        visible_dag_ids: Collection[str] | None = None,
+        statuses: Collection[str] = RANKED_STATUSES,
     ) -> list[dict[str, Any]]:
-        """Top ``limit`` experiments of ``project`` by the final value of ``metric`` on a split."""
+        """Top ``limit`` experiments of ``project`` by the final value of ``metric`` on a split.
+
+        Only finite final values are ranked (NaN and +-Infinity are left out), and only experiments whose
+        status is in ``statuses``: by default Pending, Running and Completed, so a Failed or Cancelled run
+        (a skipped task, a timed-out DAG run) does not rank with what it logged before it stopped.
+        ``visible_dag_ids``: only experiments of these DAGs (and those without a DAG), filtered before the
+        limit; None: all.
+        """
+        statuses = sorted(v.choice("statuses", s, EXPERIMENT_STATUSES) for s in statuses)
         split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
-        metric = v.filter_text("metric", metric) or ""
+        metric = v.lookup_name("metric", metric) or ""
         mode = v.choice("mode", mode, ("max", "min"))
         limit = v.integer("limit", limit, minimum=1) or 10
         with self._read() as conn:
@@ -608,6 +668,12 @@ class MetricStore(ExperimentStore):
                     final.c.name == metric,
                     final.c.evaluation_set == split,
                     self._finite(final.c.value),
+                    experiments.c.status.in_(statuses),
+                    true()
+                    if visible_dag_ids is None
+                    else or_(
+                        experiments.c.dag_id.is_(None), experiments.c.dag_id.in_(sorted(visible_dag_ids))
+                    ),
                 )
                 .order_by(order, experiments.c.experiment_id)
                 .limit(limit)
@@ -621,6 +687,8 @@ class MetricStore(ExperimentStore):
         from airflow_mltrack.store.catalog import projects
 
         column = projects.c.project_id if isinstance(project, int) else projects.c.name
+        if not isinstance(project, int):
+            project = v.lookup_name("project", project) or ""
         project_id = conn.execute(select(projects.c.project_id).where(column == project)).scalar_one_or_none()
         if project_id is None:
             raise NotFoundError("project", project, "no such project")
@@ -644,7 +712,8 @@ class MetricStore(ExperimentStore):
             if missing:
                 raise NotFoundError("experiment_ids", missing, "no experiment with these ids")
             finals = _float_rows(
-                rows(conn.execute(self._latest_query().where(metric_latest.c.experiment_id.in_(ids))))
+                rows(conn.execute(self._latest_query().where(metric_latest.c.experiment_id.in_(ids)))),
+                null_is_nan=True,
             )
         keys = sorted({k for r in found.values() for k in (r["hyperparameters"] or {})})
         params = {k: {i: (found[i]["hyperparameters"] or {}).get(k) for i in ids} for k in keys}

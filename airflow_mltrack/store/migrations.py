@@ -9,7 +9,11 @@ can live in the same database as Airflow's metadata (whose version table is ``al
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.engine import make_url
 
 from airflow_mltrack.store.engine import get_engine
 
@@ -30,7 +35,9 @@ __all__ = [
     "check_drift",
     "current_revision",
     "downgrade",
+    "ensure_head",
     "head_revision",
+    "migration_lock",
     "migrations_dir",
     "upgrade",
 ]
@@ -62,14 +69,83 @@ def alembic_config(url: str | Engine | Connection | None = None) -> Config:
     return cfg
 
 
+_PROCESS_LOCK = threading.RLock()
+
+
+def _sqlite_file(target: str | Engine) -> str | None:
+    """The database file of a SQLite ``target``; None for PostgreSQL and in-memory SQLite."""
+    url = make_url(target) if isinstance(target, str) else target.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:"):  # a URI filename: its path part
+        return url.database[5:].split("?", 1)[0] or None
+    return url.database
+
+
+#: Key of the PostgreSQL advisory lock held while our migrations run ("mltrack" in ASCII).
+_PG_LOCK_KEY = 0x6D6C747261636B
+
+
+@contextmanager
+def migration_lock(target: str | Engine | Connection) -> Iterator[None]:
+    """Held around "check the revision, upgrade": one migration of a store at a time, across processes
+    and threads. SQLite: an exclusive ``flock`` on the sibling file ``<database>.migrate.lock``;
+    PostgreSQL: a session advisory lock, on a connection of its own.
+
+    Parallel tasks that use the embedded default first all find a fresh file: the first one migrates it
+    and the others wait, then find it at head. So do parallel ``mltrack db upgrade`` runs on one database.
+    A Connection handed in by the caller is used as it is (the caller serializes).
+    """
+    with _PROCESS_LOCK:
+        if isinstance(target, Connection):
+            yield
+            return
+        engine = get_engine(target) if isinstance(target, str) else target
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
+            return
+        path = _sqlite_file(target)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: one process at a time is the user's job
+            path = None
+        if path is None:
+            yield
+            return
+        lock_path = f"{os.path.abspath(path)}.migrate.lock"
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        with open(lock_path, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def upgrade(url: str | Engine | Connection, revision: str = "head") -> None:
     """Upgrade the store at ``url`` to ``revision`` (default: the newest)."""
-    command.upgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+def ensure_head(url: str) -> None:
+    """Upgrade the store at ``url`` to the newest revision unless it is there already (the embedded
+    default's first use). Concurrent callers on one SQLite file wait for the first one's upgrade."""
+    with migration_lock(url):
+        if current_revision(url) != head_revision():
+            command.upgrade(alembic_config(url), "head")
 
 
 def downgrade(url: str | Engine | Connection, revision: str) -> None:
     """Downgrade the store at ``url`` to ``revision`` (``base`` drops everything; ``-1`` one step)."""
-    command.downgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        command.downgrade(alembic_config(url), revision)
 
 
 def _engine(url_or_engine: str | Engine) -> Engine:
@@ -109,6 +185,17 @@ def _include_object_for(dialect: str) -> Any:
         return True
 
     return include
+
+
+def _nullable_here(diff: Any, metadata: Any, dialect: str) -> bool:
+    """A column the models keep NOT NULL but nullable on this dialect (``info={"nullable_on": (...)}``), found
+    nullable in the database: not drift."""
+    if not isinstance(diff, tuple) or diff[0] != "modify_nullable":
+        return False
+    _, _, table, column, _, db_nullable, _model_nullable = diff
+    model = metadata.tables.get(table)
+    info = model.c[column].info if model is not None and column in model.c else {}
+    return bool(db_nullable) and dialect in info.get("nullable_on", ())
 
 
 def _type_str(type_: Any, dialect: Any) -> str:
@@ -241,7 +328,11 @@ def check_drift(url: str | Engine) -> list[str]:
                 "include_object": _include_object_for(conn.dialect.name),
             },
         )
-        diffs = _flatten(compare_metadata(context, Base.metadata))
+        diffs = [
+            diff
+            for diff in _flatten(compare_metadata(context, Base.metadata))
+            if not _nullable_here(diff, Base.metadata, conn.dialect.name)
+        ]
         lines = [_describe(diff, conn.dialect) for diff in diffs]
         lines += _predicate_drift(conn, Base.metadata)
         return sorted(lines)

@@ -60,6 +60,9 @@ METRIC_NAME_LEN = 100
 AIRFLOW_ID_LEN = 250  # Airflow's own ID_LEN for dag_id / task_id / run_id
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Column info: nullable on these dialects only, where NULL stands for NaN (SQLite's REAL has no NaN; revision
+# 0005). ``mltrack db check`` accepts the difference there.
+NAN_AS_NULL = {"nullable_on": ("sqlite",)}
 NOW = text("CURRENT_TIMESTAMP")
 
 
@@ -232,8 +235,9 @@ class Metric(Base):
     metric_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     experiment_id: Mapped[int] = mapped_column(Integer, nullable=False)
     name: Mapped[str] = mapped_column(String(METRIC_NAME_LEN), nullable=False)
-    # Deviation: DOUBLE PRECISION (seed: DECIMAL(18,9)); see docs/schema.md.
-    value: Mapped[float] = mapped_column(Double, nullable=False)
+    # Deviation: DOUBLE PRECISION (seed: DECIMAL(18,9)); see docs/schema.md. NOT NULL, except on SQLite,
+    # whose REAL has no NaN: there NULL is NaN (revision 0005).
+    value: Mapped[float] = mapped_column(Double, nullable=False, info=NAN_AS_NULL)
     step: Mapped[int | None] = mapped_column(Integer)
     evaluation_set: Mapped[str] = mapped_column(String(50), nullable=False)
     recorded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
@@ -285,9 +289,10 @@ class MetricLatest(Base):
     name: Mapped[str] = mapped_column(String(METRIC_NAME_LEN), nullable=False)
     evaluation_set: Mapped[str] = mapped_column(String(50), nullable=False)
     step: Mapped[int | None] = mapped_column(Integer)
-    value: Mapped[float] = mapped_column(Double, nullable=False)
-    min_value: Mapped[float] = mapped_column(Double, nullable=False)
-    max_value: Mapped[float] = mapped_column(Double, nullable=False)
+    # NULL is NaN on SQLite, as in metrics.value (revision 0005).
+    value: Mapped[float] = mapped_column(Double, nullable=False, info=NAN_AS_NULL)
+    min_value: Mapped[float] = mapped_column(Double, nullable=False, info=NAN_AS_NULL)
+    max_value: Mapped[float] = mapped_column(Double, nullable=False, info=NAN_AS_NULL)
     points: Mapped[int] = mapped_column(Integer, nullable=False)
     recorded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 

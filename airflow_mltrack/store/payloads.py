@@ -2,7 +2,8 @@
 
 Shapes: ``{"accuracy": 0.93}``; ``{"loss": [0.9, 0.5, 0.3]}`` (index = step);
 ``{"test": {"accuracy": 0.93}, "train": {...}}`` (split first); rows
-``[{"name": ..., "value": ..., "step": ..., "evaluation_set": ...}]``.
+``[{"name": ..., "value": ..., "step": ..., "evaluation_set": ...}]``. A value may also be one of the strings
+of :data:`NON_FINITE` (``"NaN"``, ``"Infinity"``, ``"-Infinity"``): how strict JSON (XCom) carries them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,27 @@ class MetricRow(NamedTuple):
 
 
 def parse_metrics(
-    payload: Any, evaluation_set: str = "test", step: int | None = None, field: str = "metrics"
+    payload: Any,
+    evaluation_set: str = "test",
+    step: int | None = None,
+    field: str = "metrics",
+    *,
+    not_metrics: list[str] | None = None,
 ) -> list[MetricRow]:
-    """Rows of ``payload``; ``evaluation_set`` and ``step`` apply where the payload gives none."""
+    """Rows of ``payload``; ``evaluation_set`` and ``step`` apply where the payload gives none.
+
+    ``not_metrics``: for a task's return value (``@task.mltrack``, ``LogMetricsOperator`` reading XCom), where
+    a dict often carries more than metrics (``{"accuracy": 0.93, "model_path": "/m.pkl"}``). Its top-level
+    entries whose value is text, a bool or None are then not metrics: their keys are appended to this list and
+    they are skipped. Everything else is parsed as strictly as ever (``{"val": {...}}``, ``{"test": {"acc":
+    "high"}}`` are refused). Without it (an explicit ``metrics=`` argument, the tracker), nothing is skipped.
+    """
+    if not_metrics is not None and isinstance(payload, Mapping):
+        kept = {k: item for k, item in payload.items() if not _not_a_metric(item)}
+        not_metrics.extend(str(k) for k in payload if k not in kept)
+        if not kept:
+            return []
+        payload = kept
     default_set = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
     default_step = _step("step", step)
     if isinstance(payload, str | bytes):
@@ -61,6 +80,13 @@ def parse_metrics(
     raise MLTrackError(field, payload, f"must be a dict or a list of rows, not {type(payload).__name__}")
 
 
+def _not_a_metric(value: Any) -> bool:
+    """A returned entry that is data, not a metric: text (but not a NaN/inf spelling), a bool, None."""
+    if isinstance(value, str):
+        return value not in NON_FINITE
+    return value is None or isinstance(value, bool)
+
+
 def _split_key(field: str, key: Any) -> str:
     if isinstance(key, str) and key.strip().lower() in EVALUATION_SETS:
         return key.strip().lower()
@@ -71,9 +97,11 @@ def _split_key(field: str, key: Any) -> str:
     )
 
 
-def _named(field: str, name: Any, value: Any, split: str, step: int | None) -> list[MetricRow]:
+def _named(
+    field: str, name: Any, value: Any, split: str, step: int | None, where: str | None = None
+) -> list[MetricRow]:
     metric = _name(f"{field} name", name)
-    where = f"{field}.{metric}"
+    where = where or f"{field}.{metric}"
     if isinstance(value, list | tuple):
         if not value:
             raise MLTrackError(where, value, "is an empty list: nothing to log")
@@ -159,7 +187,19 @@ def _name(field: str, name: Any) -> str:
 def _value(field: str, value: Any) -> float:
     if isinstance(value, list | tuple | Mapping):
         raise MLTrackError(field, value, "must be a number, not a nested list or dict")
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
     return v.number(field, value)
+
+
+def parse_metric(
+    name: Any, value: Any, evaluation_set: str = "test", step: int | None = None, *, call: str = "log_metric"
+) -> list[MetricRow]:
+    """Rows of one named value (a number, or a list of numbers: a curve). Errors name the arguments of
+    ``call`` (``log_metric('acc') value='high': ...``), not a payload field the caller never wrote."""
+    split = v.choice("evaluation_set", evaluation_set, EVALUATION_SETS)
+    default_step = _step("step", step)
+    return _named(call, name, value, split, default_step, where=f"{call}({name!r}) value")
 
 
 def _step(field: str, step: Any) -> int | None:
@@ -175,6 +215,23 @@ def json_number(value: float) -> float | str:
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON can carry it (XCom): NaN and +/-inf, also inside dicts, lists and tuples
+    and as numpy scalars, become their :data:`NON_FINITE` spellings; everything else is left as it is."""
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, Mapping):
+        return {k: json_safe(item) for k, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    if type(value) is tuple:
+        return tuple(json_safe(item) for item in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        item = value.item()
+        return json_number(item) if isinstance(item, float) else value
     return value
 
 

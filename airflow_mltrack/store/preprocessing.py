@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, bindparam, func, select, update
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
@@ -56,10 +56,12 @@ class PreprocessingStore(MetricStore):
             "output_dataset_id": output_id,
             "parameters": v.json_object("parameters", parameters),
             "status": status,
-            "error": v.optional_text("error", fields.get("error")),
-            "end_time": now if status in TERMINAL else None,
+            "error": v.error_text("error", fields.get("error")),
+            "end_time": self._job_clock() if status in TERMINAL else None,
             **link,
         }
+        if not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
+            values["start_time"] = now
         with self._write() as conn:
             project_id = self._project_id(conn, project)
             if derived is not None:
@@ -75,7 +77,7 @@ class PreprocessingStore(MetricStore):
                 if owner is None:
                     raise NotFoundError(field, dataset_id, "no dataset with this id")
                 if owner != project_id:
-                    raise MLTrackError(field, dataset_id, "belongs to another project")
+                    raise self._foreign(conn, field, dataset_id, owner, project_id)
             values["project_id"] = project_id
             if link["dag_id"] is None:
                 return int(conn.execute(jobs.insert().values(values).returning(jobs.c.job_id)).scalar_one())
@@ -97,22 +99,37 @@ class PreprocessingStore(MetricStore):
             return dict(self._require(conn, jobs, "job_id", job_id, "job_id")._mapping)
 
     def set_preprocessing_status(self, job_id: int, status: str, error: str | None = None) -> None:
+        """Set a job's status. Setting the status it has is a no-op that keeps its error and end time (the
+        move that won); ``end_time`` comes from the clock ``start_time`` came from, as for experiments."""
         job_id = v.entity_id("job_id", job_id)
         status = v.choice("status", status, JOB_STATUSES)
-        now = utcnow()
+        error = v.error_text("error", error)
         with self._write() as conn:
-            result = conn.execute(
+            current = conn.execute(
+                select(jobs.c.status).where(jobs.c.job_id == job_id).with_for_update()
+            ).scalar_one_or_none()
+            if current is None:
+                raise NotFoundError("job_id", job_id, "no preprocessing job with this id")
+            if current == status:
+                return
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.job_id == job_id)
                 .values(
                     status=status,
-                    error=v.optional_text("error", error),
-                    end_time=now if status in TERMINAL else None,
-                    updated_at=now,
+                    error=error,
+                    end_time=self._job_clock(jobs.c.start_time) if status in TERMINAL else None,
+                    updated_at=utcnow(),
                 )
             )
-            if result.rowcount != 1:
-                raise NotFoundError("job_id", job_id, "no preprocessing job with this id")
+
+    def _job_clock(self, start_time: Any = None) -> Any:
+        """``end_time`` from the clock ``start_time`` comes from: PostgreSQL's ``now()`` (its default), else
+        this process's (SQLite is embedded); never before ``start_time`` when that column is given."""
+        if self.is_postgres:
+            return func.now() if start_time is None else func.greatest(func.now(), start_time)
+        now = bindparam("job_now", utcnow(), type_=DateTime(timezone=True))
+        return now if start_time is None else func.max(start_time, now)
 
     def list_preprocessing_jobs(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
         query = select(jobs).order_by(jobs.c.job_id)

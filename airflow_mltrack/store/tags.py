@@ -25,13 +25,17 @@ class TagStore(StoreBase):
             table = Base.metadata.tables[table_name]
             self._require(conn, table, id_column, entity_id, "entity_id")
             self._tag(conn, entity_type, entity_id, names)
+            note_writer = getattr(self, "_note_writer", None)  # ExperimentStore's: the task tagging it
+            if entity_type == "experiment" and note_writer is not None:
+                note_writer(conn, entity_id)
             return self._tags_of(conn, entity_type, entity_id)
 
     def untag(self, entity_type: str, entity_id: int, tag: str) -> None:
         entity_type = v.choice("entity_type", entity_type, TAGGABLE_ENTITIES)
         entity_id = v.entity_id("entity_id", entity_id)
         with self._write() as conn:
-            tag_id = conn.execute(select(tags_t.c.tag_id).where(tags_t.c.name == tag)).scalar_one_or_none()
+            name = v.lookup_name("tag", tag)
+            tag_id = conn.execute(select(tags_t.c.tag_id).where(tags_t.c.name == name)).scalar_one_or_none()
             if tag_id is not None:
                 conn.execute(
                     tag_assignments.delete().where(

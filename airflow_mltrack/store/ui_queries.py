@@ -8,6 +8,7 @@ deployments without a ``dag_id`` (written outside Airflow) are visible to every 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
 
 MAX_PAGE = 500
+MAX_OFFSET = 2**31 - 1  # far past any real page; keeps offset + limit inside every SQL integer type
+MAX_PARAMS = 20  # hyperparameter filters per request
+MAX_PARAM_LENGTH = 2000  # characters of one key=value filter
+MAX_PARAM_DEPTH = 20  # nesting of a filter value read as JSON
 LINEAGE_EXPERIMENTS = 100  # experiments listed in a lineage (the newest); the rest are counted
 SORT_ORDERS = ("desc", "asc")
 
@@ -106,24 +111,47 @@ def parse_sort(sort: str | None) -> tuple[str, str] | None:
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["lr=0.1", "optimizer=adam"]`` -> ``{"lr": 0.1, "optimizer": "adam"}`` (values read as JSON if they can be)."""
+    """``["lr=0.1", "optimizer=adam"]`` -> ``{"lr": 0.1, "optimizer": "adam"}`` (values read as JSON if they can be).
+
+    At most ``MAX_PARAMS`` filters of ``MAX_PARAM_LENGTH`` characters, nested at most ``MAX_PARAM_DEPTH``
+    deep: a longer or deeper one is a 422 naming it, not minutes of parsing or a crash.
+    """
     import json
 
+    pairs = [p for p in pairs or [] if p.strip()]
+    if len(pairs) > MAX_PARAMS:
+        raise MLTrackError("param", f"{len(pairs)} filters", f"at most {MAX_PARAMS} hyperparameter filters")
     out: dict[str, Any] = {}
-    for pair in pairs or []:
-        if not pair.strip():
-            continue
+    for pair in pairs:
+        if len(pair) > MAX_PARAM_LENGTH:
+            raise MLTrackError(
+                "param", pair[:40] + "...", f"is {len(pair)} characters long; at most {MAX_PARAM_LENGTH}"
+            )
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key:
             raise MLTrackError("param", pair, "expected key=value, e.g. learning_rate=0.01")
         raw = raw.strip()
+        if _nesting(raw) > MAX_PARAM_DEPTH:
+            raise MLTrackError("param", pair[:40] + "...", f"nested deeper than {MAX_PARAM_DEPTH} levels")
         try:
             value = json.loads(raw)
         except ValueError:
             value = raw
         out[key] = value
     return out
+
+
+def _nesting(text: str) -> int:
+    """The deepest ``[``/``{`` nesting of ``text`` (an upper bound: brackets inside strings count too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def experiment_page(
@@ -134,6 +162,7 @@ def experiment_page(
     dag_id: str | None = None,
     run_id: str | None = None,
     task_id: str | None = None,
+    map_index: int | None = None,
     tag: str | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     sort: str | None = None,
@@ -142,7 +171,7 @@ def experiment_page(
     offset: int = 0,
     visible_dag_ids: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """One page of experiments with the total count.
+    """One page of experiments with the total count (every filter, visibility included, is SQL).
 
     ``sort`` is ``"<split>/<metric>"``: ordered by the final value of that metric on that split
     (experiments without it last), else newest first. Each row carries ``sort_value``.
@@ -151,6 +180,8 @@ def experiment_page(
     if limit is None or limit > MAX_PAGE:
         raise MLTrackError("limit", limit, f"must be between 1 and {MAX_PAGE}")
     offset = v.integer("offset", offset, minimum=0) or 0
+    if offset > MAX_OFFSET:
+        raise MLTrackError("offset", offset, f"must be at most {MAX_OFFSET}")
     order = v.choice("order", order, SORT_ORDERS)
     sort_key = parse_sort(sort)
     project, dag_id, run_id, task_id, tag = (
@@ -175,6 +206,8 @@ def experiment_page(
         conditions.append(experiments.c.run_id == run_id)
     if task_id:
         conditions.append(experiments.c.task_id == task_id)
+    if map_index is not None:
+        conditions.append(experiments.c.map_index == v.integer("map_index", map_index, minimum=-1))
     if tag:
         conditions.append(
             experiments.c.experiment_id.in_(
@@ -227,7 +260,8 @@ def _metric_sorted_ids(
     """The first ``n`` (experiment_id, final value) of the filtered experiments sorted by a metric.
 
     Three tiers, each its own query and asked only while the page is not full: experiments with a number
-    (by value, ties newest first), then those whose final value is NaN, then those without the metric
+    (by value, ties newest first), then those whose final value is not finite (NaN, +-Infinity: not ranked,
+    as on the leaderboard), then those without the metric
     (newest first). The first is a walk of ``idx_metric_latest_key_value`` that stops after ``n`` rows,
     instead of joining every experiment to its value and sorting them all.
     """
@@ -244,7 +278,8 @@ def _metric_sorted_ids(
         valued.where(store._finite(latest.value)).order_by(
             latest.value.desc() if order == "desc" else latest.value.asc(), newest
         ),
-        valued.where(not_(store._finite(latest.value))).order_by(newest),
+        # NaN is NULL on SQLite (no comparison passes it): named, as NOT of an unknown would drop it too.
+        valued.where(or_(latest.value.is_(None), not_(store._finite(latest.value)))).order_by(newest),
         filtered(select(experiments.c.experiment_id, null().label("value")))
         .where(
             ~select(latest.experiment_id)
@@ -254,10 +289,12 @@ def _metric_sorted_ids(
         .order_by(experiments.c.experiment_id.desc()),
     ]
     found: list[tuple[int, float | None]] = []
-    for tier in tiers:
+    for number, tier in enumerate(tiers):
         if len(found) >= n:
             break
-        found.extend((int(i), value) for i, value in conn.execute(tier.limit(n - len(found))))
+        for i, value in conn.execute(tier.limit(n - len(found))):
+            # The non-finite tier's NULL is SQLite's NaN; the last tier's NULL means "no value".
+            found.append((int(i), math.nan if value is None and number == 1 else value))
     return found
 
 
@@ -333,7 +370,7 @@ def metric_keys(
 def filter_choices(
     store: TrackingStore, visible_dag_ids: Collection[str] | None = None
 ) -> dict[str, list[str]]:
-    """Values for the experiment filters: projects, visible DAG ids and experiment tags."""
+    """Values for the experiment filters: projects, visible DAG ids and the tags of visible experiments."""
     values = _distinct_values(store, experiments.c.dag_id).subquery()
     dag_query = select(values.c.value).order_by(values.c.value)
     if visible_dag_ids is not None:
@@ -345,6 +382,11 @@ def filter_choices(
         .distinct()
         .order_by(tags_t.c.name)
     )
+    visible = _visible(experiments.c.dag_id, visible_dag_ids)
+    if visible is not None:  # only tags of experiments the user may see
+        tag_query = tag_query.where(
+            tag_assignments.c.entity_id.in_(select(experiments.c.experiment_id).where(visible))
+        )
     with store._read() as conn:
         return {
             "projects": list(conn.execute(select(projects.c.name).order_by(projects.c.name)).scalars()),
@@ -378,15 +420,16 @@ def datasets_with_usage(
 def models_with_usage(
     store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Models (every version) with their visible experiment count and active endpoints."""
+    """Models (every version) with their visible experiment count and the active endpoints of deployments
+    the user may see."""
     found = store.list_models(project or None)
     counts = _experiment_counts(store, experiments.c.model_id, visible_dag_ids)
-    serving = (
+    serving = _where(
         select(endpoint_models.c.model_id, endpoints.c.name, endpoint_models.c.traffic_percentage)
         .join(endpoints, endpoints.c.endpoint_id == endpoint_models.c.endpoint_id)
-        .where(endpoint_models.c.retired_at.is_(None))
-        .order_by(endpoints.c.name)
-    )
+        .where(endpoint_models.c.retired_at.is_(None)),
+        _visible(endpoint_models.c.dag_id, visible_dag_ids),
+    ).order_by(endpoints.c.name)
     with store._read() as conn:
         active: dict[int, list[dict[str, Any]]] = {}
         for model_id, name, traffic in conn.execute(serving):
@@ -512,8 +555,12 @@ def lineage(
     }
 
 
-def deployments_overview(store: TrackingStore, project: str | None = None) -> list[dict[str, Any]]:
-    """Every endpoint (of a project) with its project name, current split and full history."""
+def deployments_overview(
+    store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every endpoint (of a project) with its project name, current split (``active``, highest share
+    first) and full history (oldest first): only the assignments made by DAGs the user may read. Two
+    queries, whatever the number of endpoints."""
     query = (
         select(endpoints, projects.c.name.label("project"))
         .join(projects, projects.c.project_id == endpoints.c.project_id)
@@ -523,13 +570,57 @@ def deployments_overview(store: TrackingStore, project: str | None = None) -> li
         query = query.where(projects.c.name == project)
     with store._read() as conn:
         found = rows(conn.execute(query))
+        if not found:
+            return []
+        assignments = _where(
+            store._assignment_query().where(
+                endpoint_models.c.endpoint_id.in_([row["endpoint_id"] for row in found])
+            ),
+            _visible(endpoint_models.c.dag_id, visible_dag_ids),
+        ).order_by(endpoint_models.c.endpoint_model_id)
+        history: dict[int, list[dict[str, Any]]] = {}
+        for row in rows(conn.execute(assignments)):
+            history.setdefault(row["endpoint_id"], []).append(row)
     for row in found:
-        row["active"] = store.endpoint_state(row["project_id"], row["name"])
-        row["history"] = store.endpoint_history(row["project_id"], row["name"])
+        row["history"] = history.get(row["endpoint_id"], [])
+        active = [a for a in row["history"] if a["retired_at"] is None]
+        row["active"] = sorted(active, key=lambda a: -a["traffic_percentage"])
     return found
 
 
+def visible_experiment_ids(
+    store: TrackingStore, ids: Collection[int], visible_dag_ids: Collection[str] | None = None
+) -> set[int]:
+    """Those of ``ids`` that exist and that the user may see (hidden and missing ids look the same)."""
+    query = _where(
+        select(experiments.c.experiment_id).where(experiments.c.experiment_id.in_(list(ids))),
+        _visible(experiments.c.dag_id, visible_dag_ids),
+    )
+    with store._read() as conn:
+        return {int(i) for i in conn.execute(query).scalars()}
+
+
+def preprocessing_jobs(
+    store: TrackingStore,
+    project: str | None = None,
+    visible_dag_ids: Collection[str] | None = None,
+    limit: int = MAX_PAGE,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Preprocessing jobs (of a project) the user may see, oldest first, one page."""
+    limit = v.integer("limit", limit, minimum=1) or MAX_PAGE
+    offset = v.integer("offset", offset, minimum=0) or 0
+    query = _where(select(jobs), _visible(jobs.c.dag_id, visible_dag_ids))
+    if project:
+        query = query.join(projects, projects.c.project_id == jobs.c.project_id).where(
+            projects.c.name == project
+        )
+    with store._read() as conn:
+        return rows(conn.execute(query.order_by(jobs.c.job_id).limit(min(limit, MAX_PAGE)).offset(offset)))
+
+
 __all__ = [
+    "MAX_OFFSET",
     "MAX_PAGE",
     "dag_ids",
     "datasets_with_usage",
@@ -541,5 +632,7 @@ __all__ = [
     "models_with_usage",
     "parse_params",
     "parse_sort",
+    "preprocessing_jobs",
     "project_summaries",
+    "visible_experiment_ids",
 ]

@@ -42,7 +42,10 @@ def upgrade() -> None:
         sa.Column("map_index", sa.Integer(), nullable=False, server_default=sa.text("-1")),
         sa.Column("role", sa.String(20), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=True, server_default=sa.text("CURRENT_TIMESTAMP")
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
         ),
         sa.PrimaryKeyConstraint(
             "experiment_id", "dag_id", "run_id", "task_id", "map_index", name="pk_experiment_tasks"

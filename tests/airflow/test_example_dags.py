@@ -69,9 +69,14 @@ def test_train_evaluate_deploy_tracks_data_experiments_model_and_rollout(run_dag
 
     # three mapped training experiments with their hyperparameters and curves per split
     grid = sorted(
-        (e for e in store.list_experiments(PROJECT) if e["name"] == "sgd-grid"), key=lambda e: e["map_index"]
+        (e for e in store.list_experiments(PROJECT) if e["task_id"] == "train_candidate"),
+        key=lambda e: e["map_index"],
     )
-    assert [e["map_index"] for e in grid] == [0, 1, 2]
+    assert [(e["map_index"], e["name"]) for e in grid] == [
+        (0, "sgd-grid-0"),
+        (1, "sgd-grid-1"),
+        (2, "sgd-grid-2"),
+    ]
     module_grid = [{"alpha": 1e-4, "eta0": 0.01}, {"alpha": 1e-3, "eta0": 0.05}, {"alpha": 1e-2, "eta0": 0.2}]
     for experiment, params in zip(grid, module_grid, strict=True):
         assert experiment["status"] == "Completed"

@@ -17,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE_NAME = "mltrack-backfill-tests"
+DAYS = 5  # source runs 2026-01-01 .. 2026-01-05; day 3 is malformed
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +69,22 @@ def airflow_db(_bundle_folder):
         yield _bundle_folder
 
 
+@pytest.fixture(scope="module")
+def source_runs(airflow_db):
+    """``mltrack_bf_source`` run for DAYS days with ``dag.test``; returns {run_id: day}."""
+    import datetime as dt
+
+    from tests.backfill.dags.mltrack_bf_source import START
+
+    dag = load_dag(airflow_db, "mltrack_bf_source")
+    runs = {}
+    for day in range(DAYS):
+        dr = dag.test(logical_date=START + dt.timedelta(days=day))
+        assert dr.state == "success", dr.state
+        runs[dr.run_id] = day
+    return runs
+
+
 @pytest.fixture
 def pg_tracking_url(tracking_pg):
     """A fresh PostgreSQL tracking database at head, also connection ``mltrack_default``."""
@@ -91,3 +108,17 @@ def load_dag(folder: Path, dag_id: str):
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"{dag_id} not in {sorted(bag.dag_ids)}"
     return dag
+
+
+def run_summary(dr, task_id: str = "reconcile"):
+    """The XCom ``return_value`` of ``task_id`` in DAG run ``dr`` (the operator's summary)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(
+            XComModel.get_many(
+                run_id=dr.run_id, key="return_value", task_ids=task_id, dag_ids=dr.dag_id, limit=1
+            )
+        ).first()
+        return XComModel.deserialize_value(row)

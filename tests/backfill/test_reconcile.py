@@ -15,24 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from airflow_mltrack.store import backfill_queries as q
-from tests.backfill.conftest import load_dag
+from tests.backfill.conftest import DAYS, load_dag, run_summary
 from tests.backfill.dags.mltrack_bf_source import MALFORMED_DAY, START, metrics_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
-
-DAYS = 5  # 2026-01-01 .. 2026-01-05; day 3 is malformed
-
-
-@pytest.fixture(scope="module")
-def source_runs(airflow_db):
-    """Run the source DAG for DAYS days; returns {run_id: day}."""
-    dag = load_dag(airflow_db, "mltrack_bf_source")
-    runs = {}
-    for day in range(DAYS):
-        dr = dag.test(logical_date=START + dt.timedelta(days=day))
-        assert dr.state == "success", dr.state
-        runs[dr.run_id] = day
-    return runs
 
 
 def _snapshot(store):
@@ -76,7 +62,7 @@ def test_operator_imports_xcom_metrics_idempotently(airflow_db, source_runs, tra
     assert [m["name"] for m in tracking.list_models("bf-test")] == ["mltrack_bf_source.evaluate"]
     assert [d["data_type"] for d in tracking.list_datasets("bf-test")] == ["Other"]
 
-    summary = _summary(dr)
+    summary = run_summary(dr)
     assert (summary["imported"], summary["already_present"], summary["skipped"]) == (DAYS - 1, 0, 1)
     assert summary["skipped_runs"][0]["run_id"] == _run_of(source_runs, MALFORMED_DAY)
     assert "malformed payload" in summary["skipped_runs"][0]["reason"]
@@ -85,25 +71,8 @@ def test_operator_imports_xcom_metrics_idempotently(airflow_db, source_runs, tra
     dr = reconcile.test(logical_date=dt.datetime(2026, 2, 2, tzinfo=dt.UTC))
     assert dr.state == "success"
     assert _snapshot(tracking) == snap
-    summary = _summary(dr)
+    summary = run_summary(dr)
     assert (summary["imported"], summary["already_present"], summary["skipped"]) == (0, DAYS - 1, 1)
-
-
-def _summary(dr):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            XComModel.get_many(
-                run_id=dr.run_id,
-                key="return_value",
-                task_ids="reconcile",
-                dag_ids="mltrack_bf_reconcile",
-                limit=1,
-            )
-        ).first()
-        return XComModel.deserialize_value(row)
 
 
 def _run_of(runs, day):

@@ -42,12 +42,11 @@ def _one_line(result) -> str:
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_unreachable_postgres_is_one_line(command: str) -> None:
     line = _one_line(CliRunner().invoke(cli, [*COMMANDS[command], "--url", UNREACHABLE]))
-    if command != "backfill":  # backfill reads Airflow's metadata database first
-        assert "host 127.0.0.1, port 1" in line and "refused" in line.lower(), line
-        assert "postgresql://nouser:***@127.0.0.1:1/none" in line
+    assert "host 127.0.0.1, port 1" in line and "refused" in line.lower(), line
+    assert "postgresql://nouser:***@127.0.0.1:1/none" in line
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "backfill"])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_rejected_login_is_one_line(command: str, pg_server) -> None:
     """A real server that refuses the login (the role does not exist) names host, port and reason."""
     url = make_url(pg_server.url("postgres")).set(username="no_such_role", password=PASSWORD)
@@ -64,8 +63,7 @@ def test_sqlite_in_a_missing_directory_is_one_line(command: str, tmp_path: Path)
     blocker.write_text("a file where a directory should be")
     path = blocker / "sub" / "mltrack.db"
     line = _one_line(CliRunner().invoke(cli, [*COMMANDS[command], "--url", f"sqlite:///{path}"]))
-    if command != "backfill":
-        assert f"file {path}" in line and "Not a directory" in line, line
+    assert f"file {path}" in line and "Not a directory" in line, line
 
 
 def test_demo_with_an_unreachable_store_fails_at_once(tmp_path: Path, monkeypatch) -> None:

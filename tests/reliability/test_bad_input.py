@@ -212,7 +212,7 @@ STORE_CASES = [
         "experiment-foreign-dataset",
         lambda s, i: s.create_experiment(PROJECT, "x", i["model_id"], i["foreign_dataset_id"]),
         "dataset_id",
-        "another project",
+        "belongs to project 'other-project', not to",
     ),
     (
         "experiment-id-is-bool",
@@ -408,7 +408,7 @@ DAG_CASES = [
     ("decorator_missing_model", "model_id", "model_id=999999: no model with this id"),
     ("decorator_nan_param", "hyperparameters.lr", "must be finite"),
     ("decorator_long_name", "experiment", "is 300 characters long; at most 255 allowed"),
-    ("decorator_foreign_dataset", "dataset_id", "belongs to another project"),
+    ("decorator_foreign_dataset", "dataset_id", "belongs to project "),
 ]
 _RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): ", re.M)
 _ERROR_LINE = re.compile(r"^airflow_mltrack\.errors\.(?:MLTrackError|NotFoundError): (.*)$", re.M)

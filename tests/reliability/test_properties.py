@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 import uuid
 from typing import Any
 
@@ -53,11 +54,11 @@ def canon_split(spelling: str) -> str:
 
 
 def norm(rows: list[tuple]) -> list[tuple]:
-    """Rows comparable with ==: NaN becomes a marker, ints become floats."""
+    """Rows comparable with ==: NaN becomes a marker, ints become floats, names are NFC (as stored)."""
     out = []
     for name, value, step, split in rows:
         value = float(value)
-        out.append((name, "NaN" if math.isnan(value) else value, step, split))
+        out.append((unicodedata.normalize("NFC", name), "NaN" if math.isnan(value) else value, step, split))
     return out
 
 
@@ -361,7 +362,7 @@ def table(store: TrackingStore, experiment_id: int) -> tuple[int, dict[tuple, An
         ).all()
     got = {}
     for name, step, split, value in found:
-        value = float(value)
+        value = math.nan if value is None else float(value)  # SQLite stores NaN as NULL (docs/schema.md)
         got[(name, step, split)] = "NaN" if math.isnan(value) else value
     return len(found), got
 

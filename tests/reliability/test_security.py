@@ -325,13 +325,61 @@ def test_secrets_never_reach_the_store_logs_api_or_pages(tracking_pg, monkeypatc
         ("hf_token", True),
         ("aws_secret_access_key", True),
         ("Authorization", True),
+        ("dbPassword", True),
+        ("openaiApiKey", True),
+        ("AWSSecretAccessKey", True),
+        ("secretKey", True),
+        ("pwd", True),
+        ("credentials", True),
+        ("ssh_key", True),
+        ("auth", True),
+        ("DB-PASSWORD", True),
         ("tokenizer", False),
         ("max_tokens", False),
         ("optimizer", False),
         ("learning_rate", False),
+        ("pin_memory", False),
+        ("author", False),
+        ("keyboard_layout", False),
+        ("db_url", False),
     ],
 )
 def test_which_hyperparameter_keys_are_secret(key, hidden):
     from airflow_mltrack.hooks.mltrack import REDACTED, redact_secrets
 
     assert (redact_secrets({key: "value"})[key] == REDACTED) is hidden
+    assert (redact_secrets({key: 918273})[key] == REDACTED) is hidden  # numbers too
+    assert redact_secrets({key: None})[key] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://etl:hunter2@db:5432/x", "postgresql://etl:***@db:5432/x"),
+        ("connect failed: password=hunter2 host=db", "connect failed: password=*** host=db"),
+        ("{'apiKey': 'abc123', 'lr': 0.1}", "{'apiKey': '***', 'lr': 0.1}"),
+        ('{"dbPassword": "a b c"}', '{"dbPassword": "***"}'),
+        ("401: Authorization: Bearer abcdefghijkl", "401: Authorization: ***"),
+        ("key sk-abcdefghijklmnopqrstuvwx leaked", "key *** leaked"),
+        (
+            "https://example.com:8443/x token budget exceeded",
+            "https://example.com:8443/x token budget exceeded",
+        ),
+        ("CUDA out of memory <oops>", "CUDA out of memory <oops>"),
+    ],
+)
+def test_secrets_inside_text_are_masked(text, shown):
+    from airflow_mltrack.hooks.mltrack import redact_secrets, redact_text
+
+    assert redact_text(text) == shown
+    assert redact_secrets({"note": text}) == {"note": shown}
+
+
+def test_names_the_admin_lists_as_sensitive_are_hidden(monkeypatch):
+    from airflow_mltrack.hooks.mltrack import REDACTED, redact_secrets
+
+    assert redact_secrets({"vault_ref": "kv/prod/db"})["vault_ref"] == "kv/prod/db"
+    monkeypatch.setenv("AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES", "vault_ref,Other")
+    assert redact_secrets({"myVault_Ref": "kv/prod/db"})["myVault_Ref"] == REDACTED  # anywhere in the key
+    monkeypatch.delenv("AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES")
+    assert redact_secrets({"vault_ref": "kv/prod/db"})["vault_ref"] == "kv/prod/db"

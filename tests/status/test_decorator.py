@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from airflow_mltrack.decorators.mltrack_task import XCOM_EXPERIMENT_ID, XCOM_UNSAVED, returned_metrics
+from airflow_mltrack.decorators.mltrack_task import XCOM_EXPERIMENT_ID, XCOM_UNSAVED
 
 
 def _history(store, experiment_id, name, split):
@@ -20,14 +20,6 @@ def test_task_mltrack_resolves_to_our_decorator():
     assert task.mltrack is mltrack_task
 
 
-def test_returned_metrics_keeps_numbers_only():
-    got = returned_metrics(
-        {"acc": 0.9, "flag": True, "path": "/x", "curve": [1, 2], "test": {"f1": 0.5, "note": "x"}, 3: 1.0}
-    )
-    assert got == {"acc": 0.9, "curve": [1, 2], "test": {"f1": 0.5}}
-    assert returned_metrics([1, 2]) == {}
-
-
 def test_curves_params_and_returned_metrics(run_dag, status_store):
     result = run_dag("mltrack_status_curves")
     print(f"dag.test mltrack_status_curves: {result.seconds:.1f}s")
@@ -36,17 +28,16 @@ def test_curves_params_and_returned_metrics(run_dag, status_store):
     assert exp["name"] == "curves" and exp["task_id"] == "train" and exp["run_id"] == result.run_id
     assert result.xcom("train", XCOM_EXPERIMENT_ID) == exp["experiment_id"]
     assert result.xcom("train", XCOM_UNSAVED) is None
-    # the return value goes to XCom unchanged, numeric entries are metrics (default split: validation)
-    assert result.xcom("train") == {"accuracy": 0.9, "f1": 0.8, "model_path": "/tmp/model.pkl"}
+    # the return value is a metric payload (default split: validation) and goes to XCom unchanged
+    assert result.xcom("train") == {"accuracy": 0.9, "f1": 0.8}
     eid = exp["experiment_id"]
     assert _history(status_store, eid, "loss", "train") == [(i, 1.0 / (i + 1)) for i in range(5)]
     assert _history(status_store, eid, "val_loss", "validation") == [(i, 2.0 / (i + 1)) for i in range(5)]
     assert _history(status_store, eid, "accuracy", "validation") == [(None, 0.9)]
-    assert _history(status_store, eid, "model_path", "validation") == []
     params = status_store.get_experiment(eid)["hyperparameters"]
     assert params == {"optimizer": "sgd", "lr": 0.05, "epochs": 5, "batch_size": 32}
     # Running while its downstream (tracked) task ran; Completed once that succeeded.
-    assert result.xcom("report")["status_during_report"] == "Running"
+    assert result.xcom("report")["status_during_report"] == "Completed"  # report is not one of its tasks
     assert status_store.get_experiment(eid)["status"] == "Completed"
 
 
@@ -82,7 +73,7 @@ def test_tracking_db_down_does_not_fail_training(run_dag, status_airflow_db, mon
     print(f"dag.test mltrack_status_offline (store down): {result.seconds:.1f}s")
     assert result.state == "success", result.tis
     assert result.state_of("train") == "success"
-    assert result.xcom("train") == {"accuracy": 0.66, "model_path": "/tmp/m.pkl"}
+    assert result.xcom("train") == {"accuracy": 0.66}
     assert result.xcom("train", XCOM_EXPERIMENT_ID) is None
     unsaved = result.xcom("train", XCOM_UNSAVED)
     assert unsaved["experiment_id"] is None and unsaved["project"] == "status_tests"

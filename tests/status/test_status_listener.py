@@ -63,14 +63,64 @@ def test_failure_without_retries_is_failed_with_error_text(run_dag, status_store
     assert len(status_store.metric_history(exp["experiment_id"], "loss", "validation")) == 1
 
 
-def test_dag_run_failing_elsewhere_cancels_the_experiment(run_dag, status_store):
+def test_dag_run_failing_elsewhere_leaves_a_finished_experiment_completed(run_dag, status_store):
+    """train succeeded; evaluate (reading train's metrics, not its experiment) never ran: not its task."""
     result = run_dag("mltrack_status_cancel")
     print(f"dag.test mltrack_status_cancel: {result.seconds:.1f}s")
     assert result.state == "failed"
     assert result.state_of("train") == "success"
     assert result.state_of("evaluate") == "upstream_failed"
     exp = _only(status_store, "mltrack_status_cancel", result.run_id)
-    assert exp["status"] == "Cancelled" and exp["error"] is None
+    assert exp["status"] == "Completed" and exp["error"] is None
+
+
+def test_failure_in_another_task_group_does_not_fail_the_experiment(run_dag, status_store):
+    result = run_dag("mltrack_status_groups")
+    assert result.state == "failed"
+    assert result.state_of("reporting.publish_report") == "failed"
+    assert result.state_of("training.log_metrics") == "success"
+    exp = _only(status_store, "mltrack_status_groups", result.run_id)
+    assert (exp["status"], exp["error"]) == ("Completed", None)
+    assert exp["end_time"] >= exp["start_time"]
+
+
+def test_xcom_fed_experiment_is_not_cancelled_by_an_unrelated_branch(run_dag, status_store):
+    result = run_dag("mltrack_status_xcom_fed")
+    assert result.state == "failed"
+    assert result.state_of("fetch_holdout") == "failed"
+    assert result.state_of("compare") == "upstream_failed"
+    assert result.state_of("cleanup") == "success"
+    exp = _only(status_store, "mltrack_status_xcom_fed", result.run_id)
+    assert (exp["status"], exp["error"]) == ("Completed", None)
+    # the plain @task that wrote into it is recorded as one of its tasks
+    assert member_rows(status_store, exp["experiment_id"]) == [
+        ("create_experiment", -1, "creator"),
+        ("train", -1, "writer"),
+    ]
+
+
+def test_skipped_training_is_cancelled_with_the_reason(run_dag, status_store):
+    result = run_dag("mltrack_status_skip")
+    assert result.state == "success"
+    assert result.state_of("train") == "skipped"
+    exp = _only(status_store, "mltrack_status_skip", result.run_id)
+    assert exp["status"] == "Cancelled"
+    assert exp["error"] == "task train (try 1) skipped: no new labelled data since the last run"
+    assert exp["end_time"] >= exp["start_time"]
+
+
+def member_rows(store, experiment_id):
+    from sqlalchemy import select
+
+    from airflow_mltrack.store.membership import experiment_tasks as et
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(et.c.task_id, et.c.map_index, et.c.role)
+            .where(et.c.experiment_id == experiment_id)
+            .order_by(et.c.task_id)
+        )
+        return [tuple(r) for r in rows]
 
 
 @pytest.fixture
@@ -210,6 +260,7 @@ def test_real_scheduler_path(status_store, tmp_path):
         "mltrack_status_fail",
         "mltrack_status_cancel",
         "mltrack_status_retry",
+        "mltrack_status_timeout",
         "train_evaluate_deploy",
         "failing_training",
     ]
@@ -239,6 +290,10 @@ def test_real_scheduler_path(status_store, tmp_path):
                 for rows in done.values()
             ):
                 states = {d: rows[0] for d, rows in done.items() if not d.endswith(("deploy", "training"))}
+                timed_out = {
+                    e["task_id"]: status_store.get_experiment(e["experiment_id"])
+                    for e in exps["mltrack_status_timeout"]
+                }
                 examples = {d: done[d] for d in ("train_evaluate_deploy", "failing_training")}
                 try:
                     state = status_store.endpoint_state("digits-demo", "digits-classifier")
@@ -266,9 +321,18 @@ def test_real_scheduler_path(status_store, tmp_path):
     assert states == {
         "mltrack_status_curves": "Completed",
         "mltrack_status_fail": "Failed",
-        "mltrack_status_cancel": "Cancelled",
+        "mltrack_status_cancel": "Completed",
         "mltrack_status_retry": "Completed",
+        "mltrack_status_timeout": "Completed",
     }
+    # dagrun_timeout while train_large runs: the baseline, whose own task succeeded, is Completed; the
+    # interrupted training is Cancelled (decided in the scheduler), its reason naming the task.
+    assert (timed_out["train_baseline"]["status"], timed_out["train_baseline"]["error"]) == (
+        "Completed",
+        None,
+    )
+    assert timed_out["train_large"]["status"] == "Cancelled", timed_out["train_large"]
+    assert "train_large" in timed_out["train_large"]["error"], timed_out["train_large"]
     (curves,) = status_store.find_experiments(dag_id="mltrack_status_curves")
     assert len(status_store.metric_history(curves["experiment_id"], "loss", "train")) == 5
     (failed,) = status_store.find_experiments(dag_id="mltrack_status_fail")

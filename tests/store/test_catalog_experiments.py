@@ -98,7 +98,7 @@ def test_experiment_refuses_foreign_ids(seeded):
     with pytest.raises(MLTrackError, match="dataset_id='abc'"):
         store.create_experiment("vision", "e", model_id, "abc")
     other_model = store.register_model("other", "m", "sklearn")
-    with pytest.raises(MLTrackError, match="belongs to another project"):
+    with pytest.raises(MLTrackError, match=r"model_id=\d+: belongs to project 'other', not to 'vision'"):
         store.create_experiment("vision", "e", other_model, dataset_id)
     assert count(store, Experiment) == 0
 

@@ -28,10 +28,13 @@ def seeded(store: TrackingStore) -> dict[int, tuple[str, float | None]]:
 
 def expected(seeded: dict[int, tuple[str, float | None]], order: str, project: str | None) -> list[int]:
     chosen = {i: value for i, (p, value) in seeded.items() if project in (None, p)}
-    numbers = [i for i, value in chosen.items() if value is not None and not math.isnan(value)]
+    # NaN and +-Infinity are not ranked (as on the leaderboard): they come after the numbers, newest first.
+    numbers = [i for i, value in chosen.items() if value is not None and math.isfinite(value)]
     numbers.sort(key=lambda i: -i)  # ties: newest first, in either order (the sort below is stable)
     numbers.sort(key=lambda i: chosen[i], reverse=order == "desc")
-    nans = sorted((i for i, value in chosen.items() if value is not None and math.isnan(value)), reverse=True)
+    nans = sorted(
+        (i for i, value in chosen.items() if value is not None and not math.isfinite(value)), reverse=True
+    )
     missing = sorted((i for i, value in chosen.items() if value is None), reverse=True)
     return numbers + nans + missing
 

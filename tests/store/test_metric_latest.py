@@ -14,7 +14,10 @@ from airflow_mltrack.store.models import Experiment
 
 
 def _num(value: Any) -> float:
-    return float(value) if isinstance(value, str) else value  # SQLite keeps NaN as the text 'NaN'
+    """A stored metric value as a float: SQLite stores NaN as NULL (the text 'NaN' before revision 0005)."""
+    if value is None:
+        return math.nan
+    return float(value) if isinstance(value, str) else value
 
 
 def _order(value: float) -> tuple[bool, float]:

@@ -82,3 +82,10 @@ window.MLTrackCharts = (function () {
 
   return { render: render };
 })();
+
+/* Started by the page's <script src="charts.js" data-group-by="..."> (no inline script: the pages' CSP). */
+(function () {
+  var script = document.currentScript;
+  var groupBy = script && script.getAttribute("data-group-by");
+  if (groupBy) MLTrackCharts.render(document.getElementById("charts"), groupBy);
+})();

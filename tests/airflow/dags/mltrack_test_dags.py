@@ -155,10 +155,12 @@ with DAG("mltrack_test_bad_payloads", schedule=None, default_args=NO_RETRY, tags
         LogMetricsOperator(
             task_id="bad_nested", experiment_id=experiment.output, source_task_ids="nested_list"
         ),
-        LogMetricsOperator(task_id="bad_empty", experiment_id=experiment.output, metrics={}),
+        LogMetricsOperator(task_id="bad_empty", experiment_id=experiment.output, metrics="{{ {} }}"),
         LogMetricsOperator(task_id="bad_missing", experiment_id=experiment.output, source_task_ids="no_xcom"),
         LogMetricsOperator(
-            task_id="bad_long_name", experiment_id=experiment.output, metrics={"m" * 300: 1.0}
+            task_id="bad_long_name",
+            experiment_id=experiment.output,
+            metrics="{{ {'%s': 1.0} }}" % ("m" * 300),
         ),
     ]
     string_value() >> bad[0]
@@ -167,10 +169,13 @@ with DAG("mltrack_test_bad_payloads", schedule=None, default_args=NO_RETRY, tags
     experiment >> bad
 
 # ---------------------------------------------------------------------------------- bad operator inputs
+# Templates, so the checks at run time are the ones under test (literals are refused when the DAG is parsed).
 with DAG("mltrack_test_bad_inputs", schedule=None, default_args=NO_RETRY, tags=["mltrack-test"]):
-    RegisterDatasetOperator(task_id="bad_data_type", project=PROJECT, name="x", data_type="Spreadsheet")
+    RegisterDatasetOperator(
+        task_id="bad_data_type", project=PROJECT, name="x", data_type="{{ 'Spreadsheet' }}"
+    )
     RegisterModelOperator(
-        task_id="bad_schema", project=PROJECT, name="m", framework="f", input_schema="[1, 2]"
+        task_id="bad_schema", project=PROJECT, name="m", framework="f", input_schema="{{ [1, 2] }}"
     )
     CreateExperimentOperator(
         task_id="bad_model_id",
@@ -180,16 +185,16 @@ with DAG("mltrack_test_bad_inputs", schedule=None, default_args=NO_RETRY, tags=[
         dataset_id=1,
     )
     DeployModelOperator(
-        task_id="bad_traffic", project=PROJECT, endpoint="ep", model_id=1, traffic_percentage=150
+        task_id="bad_traffic", project=PROJECT, endpoint="ep", model_id=1, traffic_percentage="{{ 150 }}"
     )
     PreprocessingJobOperator(
         task_id="bad_output_dataset",
         project=PROJECT,
         name="job",
         input_dataset_id=1,
-        output_dataset={"name": "derived", "kind": "Tabular"},
+        output_dataset="{{ {'name': 'derived', 'kind': 'Tabular'} | tojson }}",
     )
-    SetExperimentStatusOperator(task_id="bad_status", experiment_id=12345, status="Done")
+    SetExperimentStatusOperator(task_id="bad_status", experiment_id=12345, status="{{ 'Done' }}")
 
 # ---------------------------------------------------------------------------------- catalog, lineage, deploys
 with DAG("mltrack_test_catalog", schedule=None, default_args=NO_RETRY, tags=["mltrack-test"]):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, dag, task
+from airflow.sdk import DAG, XComArg, dag, task
 
 from airflow_mltrack.operators.backfill import BackfillMetricsOperator
 from airflow_mltrack.operators.experiments import LogMetricsOperator
@@ -55,20 +55,22 @@ def restart_dag():
     )
 
     @task
-    def outage():
-        """Tracked (downstream of train): the server stops here, so this task's success event finds it down."""
+    def outage(experiment_id: int):
+        """One of the experiment's tasks (it takes train's experiment id): the server stops here, so this
+        task's success event finds it down."""
         faults.fire("outage")
 
     @task
-    def report(ti=None):
+    def report(experiment_id: int):
         """Its running event finds the server down; it brings the server back; its success event completes."""
         from airflow_mltrack.hooks.mltrack import MLTrackHook
 
         faults.fire("recover")
-        experiment_id = ti.xcom_pull(task_ids="train", key="mltrack_experiment_id")
         return MLTrackHook().get_store().get_experiment(experiment_id)["status"]
 
-    train() >> log_metrics >> outage() >> report()
+    trained = train()
+    experiment_id = XComArg(trained.operator, key="mltrack_experiment_id")
+    trained >> log_metrics >> outage(experiment_id) >> report(experiment_id)
 
 
 @dag(dag_id="mltrack_fault_offline", schedule=None, start_date=START, catchup=False)

@@ -31,6 +31,13 @@ COMPLETED = "{{ dag_run.conf['completed_id'] }}"
 MISSING = 999_999
 INJECTION = "'; DROP TABLE metrics; --"
 
+
+def late(value: object) -> str:
+    """A template rendering ``value``: the run-time check is the one under test (literal bad arguments
+    are refused when the DAG file is parsed, tests/airflow/test_user_dags.py)."""
+    return f"{{{{ {value!r} }}}}"
+
+
 # The secrets of mltrack_secrets (tests/reliability/test_security.py looks for each of them).
 SECRETS = {
     "api_key": "sk-live-op-7f3a9c1e5b",
@@ -43,19 +50,19 @@ SECRETS = {
 
 _OPERATOR_CASES = {
     "dataset_data_type": lambda: RegisterDatasetOperator(
-        task_id="t", project=PROJECT, name="d", data_type="Spreadsheet"
+        task_id="t", project=PROJECT, name="d", data_type=late("Spreadsheet")
     ),
     "dataset_size_nan": lambda: RegisterDatasetOperator(
-        task_id="t", project=PROJECT, name="d", data_type="Tabular", size_bytes="NaN"
+        task_id="t", project=PROJECT, name="d", data_type="Tabular", size_bytes=late("NaN")
     ),
     "dataset_injected_type": lambda: RegisterDatasetOperator(
-        task_id="t", project=PROJECT, name="d", data_type=INJECTION
+        task_id="t", project=PROJECT, name="d", data_type=late(INJECTION)
     ),
     "model_blank_name": lambda: RegisterModelOperator(
-        task_id="t", project=PROJECT, name="   ", framework="f"
+        task_id="t", project=PROJECT, name=late("   "), framework="f"
     ),
     "model_schema_json": lambda: RegisterModelOperator(
-        task_id="t", project=PROJECT, name="m", framework="f", input_schema='{"features": 12,'
+        task_id="t", project=PROJECT, name="m", framework="f", input_schema=late('{"features": 12,')
     ),
     "experiment_json": lambda: CreateExperimentOperator(
         task_id="t",
@@ -63,13 +70,13 @@ _OPERATOR_CASES = {
         name="e",
         model_id=MODEL,
         dataset_id=DATASET,
-        hyperparameters='{"lr": 0.1,',
+        hyperparameters=late('{"lr": 0.1,'),
     ),
     "experiment_missing_model": lambda: CreateExperimentOperator(
         task_id="t", project=PROJECT, name="e", model_id=MISSING, dataset_id=DATASET
     ),
     "experiment_status": lambda: CreateExperimentOperator(
-        task_id="t", project=PROJECT, name="e", model_id=MODEL, dataset_id=DATASET, status="Exploded"
+        task_id="t", project=PROJECT, name="e", model_id=MODEL, dataset_id=DATASET, status=late("Exploded")
     ),
     "experiment_huge_params": lambda: CreateExperimentOperator(
         task_id="t",
@@ -77,13 +84,13 @@ _OPERATOR_CASES = {
         name="e",
         model_id=MODEL,
         dataset_id=DATASET,
-        hyperparameters={"blob": "x" * 100_000},
+        hyperparameters={"blob": "{{ 'x' * 100000 }}"},
     ),
     "log_split": lambda: LogMetricsOperator(
-        task_id="t", experiment_id=EXPERIMENT, metrics={"accuracy": 0.9}, evaluation_set="holdout"
+        task_id="t", experiment_id=EXPERIMENT, metrics={"accuracy": 0.9}, evaluation_set=late("holdout")
     ),
     "log_step": lambda: LogMetricsOperator(
-        task_id="t", experiment_id=EXPERIMENT, metrics={"accuracy": 0.9}, step="-1"
+        task_id="t", experiment_id=EXPERIMENT, metrics={"accuracy": 0.9}, step=late("-1")
     ),
     "log_missing_experiment": lambda: LogMetricsOperator(
         task_id="t", experiment_id=MISSING, metrics={"accuracy": 0.9}
@@ -92,10 +99,10 @@ _OPERATOR_CASES = {
         task_id="t", experiment_id=COMPLETED, status="Running"
     ),
     "deploy_over_100": lambda: DeployModelOperator(
-        task_id="t", project=PROJECT, endpoint="prod", model_id=MODEL, traffic_percentage="150"
+        task_id="t", project=PROJECT, endpoint="prod", model_id=MODEL, traffic_percentage=late("150")
     ),
     "deploy_nan": lambda: DeployModelOperator(
-        task_id="t", project=PROJECT, endpoint="prod", model_id=MODEL, traffic_percentage="nan"
+        task_id="t", project=PROJECT, endpoint="prod", model_id=MODEL, traffic_percentage=late("nan")
     ),
     "job_missing_input": lambda: PreprocessingJobOperator(
         task_id="t",
@@ -110,16 +117,16 @@ _OPERATOR_CASES = {
         name="clean",
         input_dataset_id=DATASET,
         output_dataset={"name": "derived", "data_type": "Tabular"},
-        parameters='{"threshold": NaN}',
+        parameters=late('{"threshold": NaN}'),
     ),
 }
 
 _DECORATOR_CASES = {
-    "decorator_json": {"hyperparameters": '{"lr":'},
-    "decorator_split": {"evaluation_set": "holdout"},
+    "decorator_json": {"hyperparameters": late('{"lr":')},
+    "decorator_split": {"evaluation_set": late("holdout")},
     "decorator_missing_model": {"model_id": MISSING},
-    "decorator_nan_param": {"hyperparameters": '{"lr": NaN}'},
-    "decorator_long_name": {"experiment": "x" * 300},
+    "decorator_nan_param": {"hyperparameters": late('{"lr": NaN}')},
+    "decorator_long_name": {"experiment": late("x" * 300)},
     "decorator_foreign_dataset": {"dataset_id": "{{ dag_run.conf['foreign_dataset_id'] }}"},
 }
 
