@@ -1,7 +1,7 @@
 """Provider metadata for Airflow's ProvidersManager (returned by ``airflow_mltrack.get_provider_info``).
 
 Shaped like the PostgreSQL provider's ``get_provider_info()`` and valid against Airflow's
-``provider_info.schema.json`` (checked in ``tests/test_hook.py``). Since Airflow 3.2 the connection form
+``provider_info.schema.json`` (checked in ``tests/hooks/test_hook.py``). Since Airflow 3.2 the connection form
 is declared here (``ui-field-behaviour``, ``conn-fields``); the hook defines no form methods.
 
 The plugin is deliberately NOT listed under ``plugins``: it is registered through the ``airflow.plugins``

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from airflow_mltrack.backfill import MISSING, Reconciler, SourceRun, SourceSpec
+from airflow_mltrack.reconcile import MISSING, Reconciler, SourceRun, SourceSpec
 from airflow_mltrack.store import TrackingStore
 from benchmarks._common import (
     arguments,

@@ -27,7 +27,7 @@ from sqlalchemy import event
 
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.migrations import upgrade
-from airflow_mltrack.store.status_queries import experiments_of_task
+from airflow_mltrack.store.reads.status import experiments_of_task
 from benchmarks._common import (
     arguments,
     machine_info,
@@ -91,9 +91,7 @@ def one_task(store: TrackingStore, meter: Meter, i: int, model_id: int, dataset_
         lambda: store.log_metrics(experiment_id, metrics, evaluation_set="validation")
     )
     _, *out["listener: find the task's experiments"] = meter.measure(
-        lambda: experiments_of_task(
-            store.engine, link["dag_id"], link["run_id"], link["task_id"], link["map_index"]
-        )
+        lambda: experiments_of_task(store, link["dag_id"], link["run_id"], link["task_id"], link["map_index"])
     )
     _, *out["status move"] = meter.measure(lambda: store.set_status(experiment_id, "Completed"))
     return out

@@ -3,7 +3,7 @@
 Starts a throwaway PostgreSQL (tests/support/pgserver.py, on disk, not tmpfs), migrates it, seeds it
 server-side (``INSERT ... SELECT generate_series``, metrics with their indexes and constraints dropped and
 rebuilt afterwards, all in one transaction so ``wal_level=minimal`` skips the WAL), ANALYZEs, then builds
-the plugin's FastAPI app as tests/ui/test_api.py does (SimpleAuthManager, a real JWT, a migrated Airflow
+the plugin's FastAPI app as tests/plugins/test_api.py does (SimpleAuthManager, a real JWT, a migrated Airflow
 metadata DB in a temp AIRFLOW_HOME, connection ``mltrack_default`` pointing at the seeded DB) and times
 each page / API route / store call with TestClient (in process: the time is the server's time plus a few
 tenths of a ms of ASGI plumbing).
@@ -26,7 +26,8 @@ from typing import Any
 
 from rich.console import Console
 
-from airflow_mltrack.store import TrackingStore, ui_queries
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.reads.experiment_list import ExperimentFilter, experiment_page, metric_keys
 from benchmarks._common import (
     arguments,
     captured_sql,
@@ -40,8 +41,8 @@ from benchmarks._common import (
     temp_postgres,
     write_results,
 )
+from tests.plugins.conftest import auth_env
 from tests.support.airflow_db import migrate
-from tests.ui.conftest import auth_env
 
 
 def routes(n: int) -> list[tuple[str, str]]:
@@ -165,18 +166,18 @@ def explain_queries(url: str) -> dict[str, list[str]]:
     (statements and parameters captured at the cursor, replayed on the store's own engine)."""
     store = TrackingStore.from_url(url)
     cases = {
-        "experiments sort validation/accuracy": lambda: ui_queries.experiment_page(
-            store, sort="validation/accuracy"
+        "experiments sort validation/accuracy": lambda: experiment_page(
+            store, ExperimentFilter(sort=("validation", "accuracy"))
         ),
-        "experiments hyperparam filter": lambda: ui_queries.experiment_page(
-            store, hyperparameters={"optimizer": "adam", "batch_size": 64}
+        "experiments hyperparam filter": lambda: experiment_page(
+            store, ExperimentFilter(hyperparameters={"optimizer": "adam", "batch_size": 64})
         ),
-        "experiments project+status filter, sort validation/accuracy": lambda: ui_queries.experiment_page(
-            store, project="proj_1", status="Completed", sort="validation/accuracy"
+        "experiments project+status filter, sort validation/accuracy": lambda: experiment_page(
+            store, ExperimentFilter(project="proj_1", status="Completed", sort=("validation", "accuracy"))
         ),
         "metric history": lambda: store.metric_history(12345, "loss", "train"),
-        "experiments page 50": lambda: ui_queries.experiment_page(store, offset=49 * 50),
-        "metric-keys": lambda: ui_queries.metric_keys(store, None, None),
+        "experiments page 50": lambda: experiment_page(store, ExperimentFilter(offset=49 * 50)),
+        "metric-keys": lambda: metric_keys(store, None, None),
         "leaderboard": lambda: store.leaderboard("proj_0", "accuracy", "validation", "max", 10),
     }
     captured: dict[str, tuple[str, Any]] = {}

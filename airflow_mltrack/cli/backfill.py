@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from airflow_mltrack.cli import cli
-from airflow_mltrack.cli.options import display_url, resolve_url, store_options
+from airflow_mltrack.cli.options import resolve_url, store_options
+from airflow_mltrack.vocabulary import mask_url as display_url
 
 # Tests hand the in-process API app's client here (an ``httpx.Client``); None in real use.
 _api_client_override: Any = None
@@ -17,8 +18,8 @@ _api_client_override: Any = None
 
 def _range(date_from: str, date_to: str) -> tuple[dt.datetime, dt.datetime]:
     """[start, end): ``--to`` given as a date covers that whole day; as a datetime it is exclusive."""
-    from airflow_mltrack.backfill import as_utc
     from airflow_mltrack.errors import MLTrackError
+    from airflow_mltrack.reconcile import as_utc
 
     try:
         start = as_utc(date_from)
@@ -40,7 +41,7 @@ def _range(date_from: str, date_to: str) -> tuple[dt.datetime, dt.datetime]:
 def _rest_source(
     api_url: str | None, api_conn_id: str | None, token: str | None, user: str | None, password: str | None
 ) -> Any:
-    from airflow_mltrack.backfill import RestApiRunSource
+    from airflow_mltrack.reconcile import RestApiRunSource
 
     if api_conn_id:
         return RestApiRunSource.from_connection(api_conn_id, client=_api_client_override)
@@ -57,8 +58,8 @@ def _pick_source(
     mode: str, dag_id: str, start: dt.datetime, end: dt.datetime, rest: dict[str, Any], say: Any
 ) -> tuple[Any, list[Any] | None]:
     """The run source (and, when it was probed, its runs): REST API first, metadata DB as the fallback."""
-    from airflow_mltrack.backfill import MetadataDBRunSource
     from airflow_mltrack.errors import MLTrackError
+    from airflow_mltrack.reconcile import MetadataDBRunSource
 
     if mode == "metadata-db":
         return MetadataDBRunSource(), None
@@ -161,9 +162,10 @@ def backfill_cmd(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from airflow_mltrack.backfill import Reconciler, SourceSpec
     from airflow_mltrack.errors import MLTrackError
-    from airflow_mltrack.hooks.mltrack import RedactingTrackingStore as TrackingStore
+    from airflow_mltrack.hooks.mltrack import redaction_policy
+    from airflow_mltrack.reconcile import Reconciler, SourceSpec
+    from airflow_mltrack.store import TrackingStore
 
     err = Console(stderr=True)
     start, end = _range(date_from, date_to)
@@ -187,7 +189,7 @@ def backfill_cmd(
         option = f"'--{key.replace('_', '-')}'" if key in spec_options else None
         raise click.BadParameter(f"{exc.value!r}: {exc.reason}", param_hint=option) from None
     target = resolve_url(url, conn_id)
-    store = TrackingStore.from_url(target)
+    store = TrackingStore.from_url(target, redaction=redaction_policy())
     store.check_ready()  # an unreachable store is said before Airflow's runs are read
     rest = {
         "api_url": api_url,
@@ -226,7 +228,7 @@ def backfill_cmd(
         if close:
             close()
 
-    from airflow_mltrack.backfill import ReconcileReport
+    from airflow_mltrack.reconcile import ReconcileReport
 
     report = ReconcileReport(outcomes)
     summary = {

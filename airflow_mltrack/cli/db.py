@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from airflow_mltrack.cli import cli
-from airflow_mltrack.cli.options import display_url, resolve_url, revision_errors, store_options
+from airflow_mltrack.cli.options import resolve_url, revision_errors, store_options
+from airflow_mltrack.vocabulary import mask_url
 
 
 @cli.group("db")
@@ -23,7 +24,7 @@ def upgrade_cmd(revision: str, url: str | None, conn_id: str) -> None:
     target = resolve_url(url, conn_id)
     with revision_errors(revision):
         migrations.upgrade(target, revision)
-    click.echo(f"{display_url(target)}: at revision {migrations.current_revision(target)}")
+    click.echo(f"{mask_url(target)}: at revision {migrations.current_revision(target)}")
 
 
 @db.command("downgrade")
@@ -36,7 +37,7 @@ def downgrade_cmd(revision: str, url: str | None, conn_id: str) -> None:
     target = resolve_url(url, conn_id)
     with revision_errors(revision):
         migrations.downgrade(target, revision)
-    click.echo(f"{display_url(target)}: at revision {migrations.current_revision(target) or 'base'}")
+    click.echo(f"{mask_url(target)}: at revision {migrations.current_revision(target) or 'base'}")
 
 
 @db.command("current")
@@ -70,5 +71,5 @@ def check_cmd(url: str | None, conn_id: str) -> None:
         return
     for line in differences:
         click.echo(line)
-    click.echo(f"{len(differences)} difference(s) between {display_url(target)} and the models", err=True)
+    click.echo(f"{len(differences)} difference(s) between {mask_url(target)} and the models", err=True)
     raise click.exceptions.Exit(1)

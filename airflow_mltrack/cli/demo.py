@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from airflow_mltrack.cli import cli
+from airflow_mltrack.vocabulary import DEFAULT_CONN_ID
 
 MAIN_DAG = "train_evaluate_deploy"
 FAILING_DAG = "failing_training"
@@ -150,7 +151,7 @@ def _store_url(home: Path) -> str:
     if os.environ.get("AIRFLOW_CONN_MLTRACK_DEFAULT"):
         from airflow_mltrack.hooks import MLTrackHook
 
-        return remember_store_url(MLTrackHook.resolve_url("mltrack_default"))
+        return remember_store_url(MLTrackHook.resolve_url(DEFAULT_CONN_ID))
     return remember_store_url(f"sqlite:///{home / 'mltrack.db'}")
 
 

@@ -7,7 +7,8 @@ import json
 import click
 
 from airflow_mltrack.cli import cli
-from airflow_mltrack.cli.options import display_url, resolve_url, store_options
+from airflow_mltrack.cli.options import resolve_url, store_options
+from airflow_mltrack.vocabulary import mask_url
 
 
 @cli.command("erd")
@@ -27,7 +28,7 @@ def erd_cmd(all_tables: bool, output: str | None, url: str | None, conn_id: str)
     tables = tracking_tables(engine, all_tables=all_tables)
     if not tables:
         raise click.ClickException(
-            f"no tables in {display_url(engine.url.render_as_string())} (run `mltrack db upgrade`)"
+            f"no tables in {mask_url(engine.url.render_as_string())} (run `mltrack db upgrade`)"
         )
     diagram = erd_mermaid(engine, tables)
     if output:
@@ -50,7 +51,7 @@ def integrity_cmd(as_json: bool, url: str | None, conn_id: str) -> None:
     target = resolve_url(url, conn_id)
     report = integrity_report(get_engine(target))
     if not report:
-        raise click.ClickException(f"no tracking tables in {display_url(target)} (run `mltrack db upgrade`)")
+        raise click.ClickException(f"no tracking tables in {mask_url(target)} (run `mltrack db upgrade`)")
     problems = sum(row["count"] for row in report if row.get("severity") != "warning")
     warnings = sum(row["count"] for row in report if row.get("severity") == "warning")
 
@@ -60,7 +61,7 @@ def integrity_cmd(as_json: bool, url: str | None, conn_id: str) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=f"Integrity of {display_url(target)}")
+        table = Table(title=f"Integrity of {mask_url(target)}")
         table.add_column("Table")
         table.add_column("Check")
         table.add_column("Count", justify="right")

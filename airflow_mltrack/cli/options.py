@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-DEFAULT_CONN_ID = "mltrack_default"
+from airflow_mltrack.vocabulary import DEFAULT_CONN_ID, mask_password, mask_url
+
 _URL_KEY = "mltrack.store_url"
 _DEBUG_KEY = "mltrack.debug"
 
@@ -161,15 +162,14 @@ def store_error_message(exc: BaseException, meta: Mapping[str, Any]) -> str | No
         what, store = "the database", failing
     if store is None:
         return f"{what} failed: {reason}"
-    if store.password:
-        reason = reason.replace(str(store.password), "***")
+    reason = mask_password(reason, store)
     if store.get_backend_name() == "sqlite":
         where = f"file {store.database or ':memory:'}"
         verb = "cannot open" if _is_connect_failure(exc) else "error from"
     else:
         where = f"host {store.host or 'local socket'}, port {store.port or 5432}"
         verb = "cannot connect to" if _is_connect_failure(exc) else "error from"
-    return f"{verb} {what} {store.render_as_string(hide_password=True)} ({where}): {reason}"
+    return f"{verb} {what} {mask_url(store)} ({where}): {reason}"
 
 
 def _is_connect_failure(exc: BaseException) -> bool:
@@ -192,13 +192,3 @@ def revision_errors(revision: str) -> Iterator[None]:
         yield
     except CommandError as exc:
         raise click.BadParameter(f"{revision!r}: {exc}", param_hint="'REVISION'") from None
-
-
-def display_url(url: str) -> str:
-    """``url`` with the password masked, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - never fail a message on a malformed URL
-        return "<url>"

@@ -45,7 +45,8 @@ from airflow_mltrack.decorators.tracker import (
     is_store_unavailable,
 )
 from airflow_mltrack.errors import MLTrackError
-from airflow_mltrack.operators.base import (
+from airflow_mltrack.reconcile.unsaved import unsaved_envelope
+from airflow_mltrack.sdk.arguments import (
     check_name_format,
     check_static,
     experiment_name,
@@ -53,10 +54,19 @@ from airflow_mltrack.operators.base import (
     read_literals,
     template_paths,
 )
-from airflow_mltrack.operators.links import ExperimentLink
+from airflow_mltrack.sdk.links import ExperimentLink
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import EVALUATION_SETS, NAME_LEN
 from airflow_mltrack.store.payloads import json_safe, parse_metrics
+from airflow_mltrack.vocabulary import (
+    DEFAULT_CONN_ID,
+    PLACEHOLDER_DATA_TYPE,
+    PLACEHOLDER_DATASET,
+    PLACEHOLDER_FRAMEWORK,
+    XCOM_EXPERIMENT_ID,
+    XCOM_UNSAVED,
+    experiment_ref,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -66,23 +76,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-XCOM_EXPERIMENT_ID = "mltrack_experiment_id"
-XCOM_UNSAVED = "mltrack_unsaved"
 TRACKER_ARG = "tracker"
-PLACEHOLDER_FRAMEWORK = "unspecified"
-PLACEHOLDER_DATASET = "unspecified"
 _MAX_PARAM_STR = 500
-
-
-def experiment_ref(value: Any) -> int | None:
-    """The experiment id if ``value`` names an existing experiment (an int or a digit string), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _as_id(value: Any) -> Any:
@@ -162,7 +157,7 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         dataset_id: Any = None,
         hyperparameters: Any = None,
         evaluation_set: str = "validation",
-        mltrack_conn_id: str = "mltrack_default",
+        mltrack_conn_id: str = DEFAULT_CONN_ID,
         log_kwargs: bool = True,
         log_return: bool = True,
         flush_every: int = DEFAULT_FLUSH_EVERY,
@@ -348,7 +343,9 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         if model_id is None:
             model_id = store.register_model(self.project, name, framework=PLACEHOLDER_FRAMEWORK)
         if dataset_id is None:
-            dataset_id = store.register_dataset(self.project, PLACEHOLDER_DATASET, data_type="Other")
+            dataset_id = store.register_dataset(
+                self.project, PLACEHOLDER_DATASET, data_type=PLACEHOLDER_DATA_TYPE
+            )
         return store.create_experiment(
             self.project,
             name,
@@ -392,17 +389,15 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
             rows = tracker.unsaved_rows()
             params = tracker.unsaved_params()
             if rows or params or tracker.experiment_id is None:
-                ti.xcom_push(
-                    key=XCOM_UNSAVED,
-                    value={
-                        "experiment_id": tracker.experiment_id,
-                        "project": self.project,
-                        "experiment": self._name,
-                        "evaluation_set": self.evaluation_set,
-                        "hyperparameters": redact_secrets(params),  # XCom is shown in the UI
-                        "metrics": rows,
-                    },
+                envelope = unsaved_envelope(
+                    experiment_id=tracker.experiment_id,
+                    project=self.project,
+                    experiment=self._name,
+                    evaluation_set=self.evaluation_set,
+                    hyperparameters=redact_secrets(params),  # XCom is shown in the UI
+                    metrics=rows,
                 )
+                ti.xcom_push(key=XCOM_UNSAVED, value=envelope)
                 log.warning("mltrack: %d metric rows not saved; pushed to XCom %r", len(rows), XCOM_UNSAVED)
         except Exception:
             log.exception("mltrack: could not push the unsaved metrics to XCom")

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_mltrack.store.payloads import MetricRow, dedupe, json_number, parse_metric, parse_metrics
+from airflow_mltrack.vocabulary import XCOM_UNSAVED
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -177,9 +178,10 @@ class Tracker:
             self._warned = True
             log.warning(
                 "mltrack: the tracking store is unavailable (%s: %s); metrics are kept and pushed to the "
-                "XCom 'mltrack_unsaved' for a later backfill. The task continues.",
+                "XCom %r for a later backfill. The task continues.",
                 type(exc).__name__,
                 _first_line(exc),
+                XCOM_UNSAVED,
             )
 
 

@@ -18,7 +18,9 @@ Rules (``docs/status.md`` explains them):
   done -> Completed; one failed -> Failed; otherwise (not run, upstream failed, stopped by a timeout)
   Cancelled with a reason naming them.
 
-Every hook logs a warning and returns when the tracking store is unreachable; nothing here ever raises.
+Which task instances count, and how their states are judged, is :mod:`airflow_mltrack.listeners.membership`
+(no store there); this module reads and moves experiments. Every hook logs a warning and returns when the
+tracking store is unreachable; nothing here ever raises.
 Importing this module is cheap (plugin load in every Airflow process): the store, the hook and SQLAlchemy
 are imported on first use.
 """
@@ -27,11 +29,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pluggy import HookimplMarker
+
+from airflow_mltrack.listeners.membership import (
+    Verdict,
+    conn_ids,
+    creator_refs,
+    dag_uses_mltrack,
+    failed_for_good,
+    judge,
+    keyed_states,
+    named_experiments,
+    task_state,
+    writer_task_ids,
+)
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -40,84 +54,11 @@ log = logging.getLogger(__name__)
 
 hookimpl = HookimplMarker("airflow")  # the marker airflow.listeners.hookimpl is, without importing core
 
-DEFAULT_CONN_ID = "mltrack_default"
 OPEN = frozenset({"Pending", "Running"})
-DONE_OK = frozenset({"success", "skipped", "removed"})
 MAX_ERROR_LEN = 4000
-_PACKAGE = "airflow_mltrack"
 
 
-# ------------------------------------------------------------------------------------------- helpers
-def _state(value: Any) -> str | None:
-    """A TaskInstanceState/DagRunState (or string) as a lower-case string."""
-    if value is None:
-        return None
-    return str(getattr(value, "value", value)).lower()
-
-
-def _ref(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def named_experiments(task: Any) -> set[int]:
-    """Experiment ids a task names: ``experiment_id`` / ``mltrack_experiment_id`` (int, digit string or a
-    list of them) or the ``experiment`` of ``@task.mltrack`` when it is an id. Unrendered templates name
-    nothing."""
-    if task is None:
-        return set()
-    found: set[int] = set()
-    partial = getattr(task, "partial_kwargs", None) or {}
-    # experiment_id: operators' argument (rendered in the worker); mltrack_experiment_id: what the
-    # operators and @task.mltrack set while executing (for the extra link).
-    for attr in ("experiment_id", "experiment_ids", "mltrack_experiment_id", "experiment"):
-        value = getattr(task, attr, partial.get(attr))
-        if attr == "experiment" and not _is_mltrack_task(task):
-            continue
-        values = value if isinstance(value, list | tuple | set) else [value]
-        for item in values:
-            ref = _ref(item)
-            if ref is not None:
-                found.add(ref)
-    return found
-
-
-def _is_mltrack_task(task: Any) -> bool:
-    module = getattr(task, "_task_module", None) or type(task).__module__
-    return bool(module) and str(module).startswith(_PACKAGE)
-
-
-def dag_uses_mltrack(dag: Any) -> bool:
-    """True when a DAG has a task of this package or one that names an experiment (or when unknown)."""
-    if dag is None:
-        return True
-    tasks = getattr(dag, "task_dict", None)
-    if not tasks:
-        return True
-    return any(
-        _is_mltrack_task(t) or hasattr(t, "experiment_id") or hasattr(t, "mltrack_conn_id")
-        for t in tasks.values()
-    )
-
-
-def conn_ids(dag: Any, task: Any = None) -> list[str]:
-    """Tracking connections used by a DAG's tasks (the task's own first); ``mltrack_default`` if none."""
-    found: list[str] = []
-    tasks = [task] if task is not None else []
-    tasks += list((getattr(dag, "task_dict", None) or {}).values())
-    for t in tasks:
-        partial = getattr(t, "partial_kwargs", None) or {}
-        conn_id = getattr(t, "mltrack_conn_id", None) or partial.get("mltrack_conn_id")
-        if isinstance(conn_id, str) and conn_id and conn_id not in found:
-            found.append(conn_id)
-    return found or [DEFAULT_CONN_ID]
-
-
+# -- the stores --------------------------------------------------------------------------------------
 def _store(conn_id: str) -> TrackingStore | None:
     """The store behind ``conn_id``; None when it is the embedded default and was never created."""
     from airflow_mltrack.hooks.mltrack import MLTrackHook, embedded_db_path
@@ -196,110 +137,17 @@ class _TI:
         return tasks
 
 
-# -------------------------------------------------------------- which tasks will write to an experiment
-_ID_ATTRS = ("experiment_id", "experiment_ids", "mltrack_experiment_id", "experiment")
-_ARG_ATTRS = ("op_args", "op_kwargs", "templates_dict")
-_ID_XCOM_KEY = "mltrack_experiment_id"
-_XCOM_PULL = re.compile(r"xcom_pull\(([^)]*)\)")
-_QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
-_KEY_ARG = re.compile(r"""key\s*=\s*['"]([^'"]+)['"]""")
-
-
-def _values(task: Any, attrs: Iterable[str]) -> Iterator[Any]:
-    partial = getattr(task, "partial_kwargs", None) or {}
-    expand = getattr(getattr(task, "expand_input", None), "value", None) or {}
-    for attr in attrs:
-        for value in (getattr(task, attr, None), partial.get(attr), expand.get(attr)):
-            if value is not None:
-                yield value
-    if isinstance(expand, dict):  # a mapped @task: its arguments are expanded, not op_kwargs
-        yield from (value for key, value in expand.items() if key not in attrs)
-
-
-def _id_bearing(creator: Any, key: str | None) -> bool:
-    """Does the XCom ``key`` of the creating task hold an experiment id? ``mltrack_experiment_id`` always;
-    the return value unless the creator is ``@task.mltrack`` (whose return value is the function's)."""
-    if key == _ID_XCOM_KEY:
-        return True
-    if key not in (None, "return_value"):
-        return False
-    return creator is None or not _is_decorated_mltrack(creator)
-
-
-def _is_decorated_mltrack(task: Any) -> bool:
-    names = (getattr(task, "custom_operator_name", None), getattr(task, "operator_name", None))
-    return "@task.mltrack" in names or type(task).__name__ == "_MLTrackDecoratedOperator"
-
-
-def _creator_refs(value: Any, dag: Any, depth: int = 0) -> set[str]:
-    """Task ids whose experiment-id XCom ``value`` reads: XComArgs (``experiment.output``), templates
-    (``{{ ti.xcom_pull(task_ids='create') }}``), inside lists and dicts."""
-    if depth > 4 or value is None:
-        return set()
-    tasks = getattr(dag, "task_dict", None) or {}
-    found: set[str] = set()
-    references = getattr(value, "iter_references", None)
-    if callable(references):
-        try:
-            for operator, key in references():
-                task_id = getattr(operator, "task_id", None)
-                if task_id and _id_bearing(tasks.get(task_id), key):
-                    found.add(task_id)
-        except Exception as exc:  # an XComArg form this version does not know
-            log.debug("mltrack: XCom references of %r not read: %s", value, exc)
-        return found
-    if isinstance(value, str):
-        for call in _XCOM_PULL.findall(value):
-            key_match = _KEY_ARG.search(call)
-            key = key_match.group(1) if key_match else None
-            names = {name for name in _QUOTED.findall(call) if name != key}
-            for task_id in names & set(tasks):
-                if _id_bearing(tasks.get(task_id), key):
-                    found.add(task_id)
-        return found
-    if isinstance(value, dict):
-        for item in value.values():
-            found |= _creator_refs(item, dag, depth + 1)
-    elif isinstance(value, list | tuple | set):
-        for item in value:
-            found |= _creator_refs(item, dag, depth + 1)
-    return found
-
-
-def creator_refs(task: Any, dag: Any) -> set[str]:
-    """Task ids of ``dag`` whose experiment id ``task`` reads from XCom (as defined, before rendering)."""
-    if task is None:
-        return set()
-    found: set[str] = set()
-    for value in _values(task, (*_ID_ATTRS, *_ARG_ATTRS)):
-        found |= _creator_refs(value, dag)
-    found.discard(getattr(task, "task_id", None))
-    return found
-
-
-def writer_task_ids(dag: Any, experiment_id: int, creator_task_id: str | None) -> set[str]:
-    """Tasks of ``dag`` that will write to the experiment: they name its id, or read it from the XCom of
-    its creating task (``creator_task_id``, in the same run)."""
-    found: set[str] = set()
-    for task_id, task in (getattr(dag, "task_dict", None) or {}).items():
-        if experiment_id in named_experiments(task):
-            found.add(task_id)
-        elif creator_task_id is not None and creator_task_id in creator_refs(task, dag):
-            found.add(task_id)
-    return found
-
-
 # ------------------------------------------------------------------------------------ membership reads
 def _belongs(store: TrackingStore, ti: _TI) -> list[dict[str, Any]]:
     """The experiments this task instance belongs to (see the module docstring)."""
-    from airflow_mltrack.store.status_queries import experiments_of_task
+    from airflow_mltrack.store.reads.status import experiments_of_task
 
     named: set[int] = set()
     creators: set[str] = set()
     for task in ti.definitions():
         named |= named_experiments(task)
         creators |= creator_refs(task, ti.dag)
-    return experiments_of_task(store.engine, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, named, creators)
+    return experiments_of_task(store, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, named, creators)
 
 
 def _owned(row: dict[str, Any]) -> bool:
@@ -309,9 +157,9 @@ def _owned(row: dict[str, Any]) -> bool:
 
 def _members(store: TrackingStore, dag: Any, dag_id: str, run_id: str, rows: list[dict[str, Any]]) -> dict[int, tuple[set[tuple[str, int]], set[str]]]:  # fmt: skip
     """``{experiment_id: (recorded task instances, writer task ids of the DAG)}`` in this run."""
-    from airflow_mltrack.store.status_queries import members_in_run
+    from airflow_mltrack.store.reads.status import members_in_run
 
-    recorded = members_in_run(store.engine, [r["experiment_id"] for r in rows], dag_id, run_id)
+    recorded = members_in_run(store, [r["experiment_id"] for r in rows], dag_id, run_id)
     return {
         r["experiment_id"]: (
             recorded.get(r["experiment_id"], set()),
@@ -321,69 +169,13 @@ def _members(store: TrackingStore, dag: Any, dag_id: str, run_id: str, rows: lis
     }
 
 
-class _Verdict:
-    """The state of an experiment's tasks in a run: done, failed, or waiting/interrupted (named)."""
-
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-        self.unfinished: list[str] = []
-
-    @property
-    def all_done(self) -> bool:
-        return not self.failed and not self.unfinished
-
-
-def _judge(
-    members: tuple[set[tuple[str, int]], set[str]],
-    states: dict[tuple[str, int], tuple[str | None, bool]],
-    *,
-    skip: tuple[str, int] | None = None,
-) -> _Verdict:
-    """Judge the member task instances from ``states`` ``{(task_id, map_index): (state, started)}``.
-
-    Recorded members are matched by map index; a writer task of the DAG by every map index it has (none
-    at all: not run yet). ``skip``: the task instance that just succeeded. A task skipped after it started
-    (a DAG-run timeout) is unfinished; one skipped before (a branch not taken) is done.
-    """
-    verdict = _Verdict()
-    recorded, writers = members
-    checks: list[tuple[str, str | None, bool]] = []
-    for task_id, map_index in sorted(recorded):
-        if (task_id, map_index) == skip:
-            continue
-        state, started = states.get((task_id, map_index), (None, False))
-        label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        checks.append((label, state, started))
-    for task_id in sorted(writers - {t for t, _ in recorded}):
-        found = [(m, s) for (t, m), s in states.items() if t == task_id and (t, m) != skip]
-        if not found and (skip is None or skip[0] != task_id):
-            checks.append((task_id, None, False))
-        for map_index, (state, started) in sorted(found):
-            checks.append((task_id if map_index < 0 else f"{task_id}[{map_index}]", state, started))
-    for label, state, started in checks:
-        if state in ("failed",):
-            verdict.failed.append(label)
-        elif state in ("success", "removed") or (state == "skipped" and not started):
-            continue
-        else:
-            verdict.unfinished.append(f"{label} ({state or 'not run'})")
-    return verdict
-
-
 def _worker_states(ti: _TI, task_ids: set[str]) -> dict[tuple[str, int], tuple[str | None, bool]] | None:
     """States of ``task_ids`` in this run through the Execution API; None where it is not available."""
     get_task_states = getattr(ti.ti, "get_task_states", None)
     if get_task_states is None or not task_ids:
         return None if get_task_states is None else {}
     states = get_task_states(dag_id=ti.dag_id, task_ids=sorted(task_ids), run_ids=[ti.run_id])
-    return _keyed((states or {}).get(ti.run_id, {}), task_ids)
-
-
-def _keyed(states: dict[str, Any], task_ids: Iterable[str]) -> dict[tuple[str, int], tuple[str | None, bool]]:
-    """``get_task_states`` keys (``task_id`` or ``f"{task_id}_{map_index}"``) as ``(task_id, map_index)``;
-    whether a skipped one had started is unknown there (counted as not started)."""
-    ids = set(task_ids)
-    return {_split_key(key, ids): (_state(state), False) for key, state in states.items()}
+    return keyed_states((states or {}).get(ti.run_id, {}), task_ids)
 
 
 def _error_text(ti: _TI, error: Any) -> str:
@@ -392,23 +184,6 @@ def _error_text(ti: _TI, error: Any) -> str:
     else:
         text = str(error) if error else "failed"
     return f"task {ti.key} (try {ti.try_number}) failed: {text}"[:MAX_ERROR_LEN]
-
-
-def failed_for_good(ti: Any) -> bool:
-    """A failure with no tries left: the task instance's state is FAILED, not UP_FOR_RETRY.
-
-    Without a state (unusual), decide from the tries: ``try_number <= max_tries`` means it will retry.
-    """
-    state = _state(getattr(ti, "state", None))
-    if state == "up_for_retry":
-        return False
-    if state == "failed":
-        return True
-    max_tries = getattr(ti, "max_tries", None)
-    try_number = getattr(ti, "try_number", None)
-    if isinstance(max_tries, int) and isinstance(try_number, int):
-        return try_number > max_tries
-    return True
 
 
 # ------------------------------------------------------------------------- the logic (also callbacks)
@@ -451,7 +226,7 @@ def task_succeeded(task_instance: Any) -> None:
             if states is None:
                 continue  # API server (a state set by hand): the DAG run's end decides
             for row in rows:
-                verdict = _judge(members[row["experiment_id"]], states, skip=(ti.task_id, ti.map_index))
+                verdict = judge(members[row["experiment_id"]], states, skip=(ti.task_id, ti.map_index))
                 if verdict.all_done:
                     _move(store, row["experiment_id"], "Completed")
                 else:
@@ -518,10 +293,10 @@ def dag_run_finished(
     try:
         if not dag_uses_mltrack(dag):
             return
-        from airflow_mltrack.store.status_queries import open_experiments_of_run
+        from airflow_mltrack.store.reads.status import open_experiments_of_run
 
         for _conn_id, store in _stores(dag):
-            rows = open_experiments_of_run(store.engine, dag_id, run_id)
+            rows = open_experiments_of_run(store, dag_id, run_id)
             if not rows:
                 continue
             members = _members(store, dag, dag_id, run_id, rows)
@@ -530,11 +305,11 @@ def dag_run_finished(
             for row in rows:
                 experiment_id = row["experiment_id"]
                 if states is None:
-                    verdict = _Verdict()
+                    verdict = Verdict()
                     if not success:
                         verdict.unfinished.append("(task states unknown)")
                 else:
-                    verdict = _judge(members[experiment_id], states)
+                    verdict = judge(members[experiment_id], states)
                 if row["status"] == "Pending" and not _move(store, experiment_id, "Running"):
                     continue
                 if verdict.all_done:
@@ -562,7 +337,7 @@ def _run_states(
         try:  # in the caller's session: a session of our own would detach the scheduler's objects
             return {
                 (t.task_id, -1 if t.map_index is None else int(t.map_index)): (
-                    _state(t.state),
+                    task_state(t.state),
                     t.start_date is not None,
                 )
                 for t in get_task_instances(session=session)
@@ -577,7 +352,7 @@ def _run_states(
         log.debug("mltrack: task states of %s/%s not available: %s", dag_id, run_id, exc)
         return None
     run_states = (states or {}).get(run_id, {})
-    return _keyed(run_states, set(getattr(dag, "task_dict", None) or {}))
+    return keyed_states(run_states, set(getattr(dag, "task_dict", None) or {}))
 
 
 def _session_of(dag_run: Any) -> Any:
@@ -590,16 +365,6 @@ def _session_of(dag_run: Any) -> Any:
         return object_session(dag_run)
     except Exception:  # not an ORM object (a Task SDK DagRun)
         return None
-
-
-def _split_key(key: str, task_ids: Iterable[str]) -> tuple[str, int]:
-    """``get_task_states`` keys are ``task_id`` or ``f"{task_id}_{map_index}"``."""
-    if key in task_ids:
-        return key, -1
-    head, _, tail = key.rpartition("_")
-    if tail.isdigit() and head in task_ids:
-        return head, int(tail)
-    return key, -1
 
 
 def _dag_of_run(dag_run: Any) -> Any:

@@ -16,8 +16,8 @@ from airflow_mltrack.operators.experiments import (
     LogMetricsOperator,
     SetExperimentStatusOperator,
 )
-from airflow_mltrack.operators.links import ExperimentLink
 from airflow_mltrack.operators.preprocessing import PreprocessingJobOperator
+from airflow_mltrack.sdk.links import ExperimentLink
 
 __all__ = [
     "BackfillMetricsOperator",

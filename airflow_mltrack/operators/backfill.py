@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.vocabulary import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,7 +26,7 @@ class BackfillMetricsOperator(BaseOperator):
                       "xcom_key": "return_value", "evaluation_set": "test"}],
         )
 
-    The range, when ``start``/``end`` are not given (:func:`~airflow_mltrack.backfill.run_window`):
+    The range, when ``start``/``end`` are not given (:func:`~airflow_mltrack.reconcile.window.run_window`):
 
     - the run's data interval when it is not empty (``CronDataIntervalTimetable``, a ``timedelta``
       schedule, their manual runs);
@@ -63,7 +64,7 @@ class BackfillMetricsOperator(BaseOperator):
         start: Any = None,
         end: Any = None,
         project: str | None = None,
-        mltrack_conn_id: str = "mltrack_default",
+        mltrack_conn_id: str = DEFAULT_CONN_ID,
         api_conn_id: str | None = None,
         verify: bool = False,
         fail_on_skipped: bool = False,
@@ -81,8 +82,8 @@ class BackfillMetricsOperator(BaseOperator):
         self.fail_on_skipped = fail_on_skipped
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mltrack.backfill import Reconciler, parse_sources, source_from_env, window_from_context
         from airflow_mltrack.hooks import MLTrackHook
+        from airflow_mltrack.reconcile import Reconciler, parse_sources, source_from_env, window_from_context
 
         specs = parse_sources(self.sources, self.project)
         window = window_from_context(context, self.start, self.end)
@@ -146,8 +147,8 @@ def _check_arguments(
     fail_on_skipped: Any,
 ) -> None:
     """Refuse, when the DAG is parsed, the arguments that are not templates and would fail the run."""
-    from airflow_mltrack.backfill import as_utc_field, check_sources
-    from airflow_mltrack.operators.base import is_dynamic
+    from airflow_mltrack.reconcile import as_utc_field, check_sources
+    from airflow_mltrack.sdk.arguments import is_dynamic
 
     for name, value, optional in (
         ("project", project, True),

@@ -10,12 +10,11 @@ from airflow.sdk import Asset
 
 from airflow_mltrack.operators.base import (
     MLTrackBaseOperator,
-    check_static,
     coerce_structure,
     coerce_tags,
     drop_none,
-    is_template,
 )
+from airflow_mltrack.sdk.arguments import check_static, is_template
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import DATA_TYPES, NAME_LEN, VERSION_LEN
 

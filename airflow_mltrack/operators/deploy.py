@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mltrack.errors import MLTrackError
-from airflow_mltrack.operators.base import MLTrackBaseOperator, check_static, coerce_id, coerce_number
+from airflow_mltrack.operators.base import MLTrackBaseOperator, coerce_id, coerce_number
+from airflow_mltrack.sdk.arguments import check_static
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import NAME_LEN
 

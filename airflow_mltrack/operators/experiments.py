@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.operators.base import (
     MLTrackBaseOperator,
-    check_static,
     coerce_id,
     coerce_number,
     coerce_structure,
     coerce_tags,
     drop_none,
 )
-from airflow_mltrack.operators.links import EXPERIMENT_ID_ATTR, ExperimentLink
+from airflow_mltrack.sdk.arguments import check_static
+from airflow_mltrack.sdk.links import EXPERIMENT_ID_ATTR, ExperimentLink
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES, NAME_LEN
 

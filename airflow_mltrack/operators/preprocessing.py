@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.operators.base import (
     MLTrackBaseOperator,
-    check_static,
     coerce_id,
     coerce_structure,
     coerce_tags,
     drop_none,
-    is_dynamic,
 )
 from airflow_mltrack.operators.catalog import (
     check_dataset_fields,
@@ -21,6 +19,7 @@ from airflow_mltrack.operators.catalog import (
     existing_dataset_id,
     static_dataset_asset,
 )
+from airflow_mltrack.sdk.arguments import check_static, is_dynamic
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.models import JOB_STATUSES, NAME_LEN
 

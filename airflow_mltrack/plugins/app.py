@@ -1,4 +1,5 @@
-"""The ML Tracking FastAPI app: JSON API under ``/api``, HTML pages, static files, OpenAPI.
+"""The ML Tracking FastAPI app: JSON API under ``/api`` (:mod:`.api`), HTML pages (:mod:`.pages`), static
+files, OpenAPI.
 
 Airflow mounts it at ``/mltrack`` (see ``mltrack_plugin.py``). Use :data:`app` there: a lazy ASGI wrapper
 that builds the real app on its first request, so importing the plugin stays cheap in processes that never
@@ -27,7 +28,6 @@ SECURITY_HEADERS = {
         "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
     ),
 }
-MAX_ECHO = 200  # characters of a refused value echoed back in an error body
 
 STATIC_MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".txt": "text/plain", "": "text/plain"}
 
@@ -41,16 +41,16 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
     from pathlib import Path
 
     from airflow.configuration import conf
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.encoders import jsonable_encoder
+    from fastapi import APIRouter, Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from airflow_mltrack import __version__
     from airflow_mltrack.errors import MLTrackError, NotFoundError
-    from airflow_mltrack.plugins import api, pages
+    from airflow_mltrack.plugins import api, api_errors, pages
     from airflow_mltrack.plugins.auth import DEFAULT_CONN_ID, REQUIRE_PLUGIN_ACCESS
+    from airflow_mltrack.plugins.rendering import app_path, render_error
 
     def no_nul_characters(request: Request) -> None:
         """A NUL character in the path or a query parameter is a 422 naming it (PostgreSQL text cannot
@@ -82,12 +82,12 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # The JSON API and the machine-read files answer their own errors as JSON (api_errors.JsonErrorRoute).
     app.include_router(api.router, prefix="/api")
-    app.include_router(pages.router)
-
+    files = APIRouter(include_in_schema=False, route_class=api_errors.JsonErrorRoute)
     static_root = (Path(__file__).parent / "static").resolve()
 
-    @app.get("/openapi.json", include_in_schema=False)
+    @files.get("/openapi.json")
     def openapi(request: Request) -> JSONResponse:
         schema = dict(app.openapi())
         root_path = request.scope.get("root_path", "")
@@ -95,7 +95,7 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
             schema["servers"] = [{"url": root_path}]
         return JSONResponse(schema)
 
-    @app.get("/static/{path:path}", include_in_schema=False)
+    @files.get("/static/{path:path}")
     def static(path: str) -> Response:
         target = (static_root / path).resolve()
         if not target.is_relative_to(static_root) or not target.is_file():
@@ -107,57 +107,33 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
             target, media_type=media_type, headers={"Cache-Control": f"private, max-age={max_age}"}
         )
 
-    def _is_api(request: Request) -> bool:
-        path = request.scope.get("path", "")
-        root_path = request.scope.get("root_path", "")
-        if root_path and path.startswith(root_path):
-            path = path[len(root_path) :]
-        return path.startswith(("/api/", "/openapi.json", "/static/")) or path == "/api"
+    app.include_router(files)
+    app.include_router(pages.router)
 
-    def _error_body(exc: MLTrackError) -> dict[str, Any]:
-        body = jsonable_encoder(
-            {"detail": str(exc), "field": exc.field, "value": exc.value, "reason": exc.reason},
-            custom_encoder={float: lambda f: f if f == f and abs(f) != float("inf") else str(f)},
-        )
-        if len(repr(body["value"])) > MAX_ECHO:  # never echo a huge input back
-            body["value"] = repr(body["value"])[: MAX_ECHO - 3] + "..."
-        return body
+    # The handlers below answer the pages (HTML), and requests no route matched (404, 405): as JSON
+    # under the API's and the files' paths.
+    def machine_path(request: Request) -> bool:
+        path = app_path(request)
+        return path.startswith(("/api/", "/openapi.json", "/static/")) or path == "/api"
 
     @app.exception_handler(MLTrackError)
     def mltrack_error(request: Request, exc: MLTrackError) -> Response:
         status_code = 404 if isinstance(exc, NotFoundError) else 422
-        if _is_api(request):
-            try:
-                body = _error_body(exc)
-            except (TypeError, ValueError):
-                body = {
-                    "detail": str(exc),
-                    "field": exc.field,
-                    "value": repr(exc.value)[:MAX_ECHO],
-                    "reason": exc.reason,
-                }
-            return JSONResponse(body, status_code=status_code)
         title = "Not found" if status_code == 404 else "Invalid request"
-        return pages.render_error(request, status_code, title, str(exc), field=exc.field, reason=exc.reason)
+        return render_error(request, status_code, title, str(exc), field=exc.field, reason=exc.reason)
 
     @app.exception_handler(RequestValidationError)
     def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        if _is_api(request):
-            errors = jsonable_encoder(exc.errors())
-            for error in errors:  # never echo a huge input back
-                if len(repr(error.get("input"))) > MAX_ECHO:
-                    error["input"] = repr(error["input"])[: MAX_ECHO - 3] + "..."
-            return JSONResponse({"detail": errors}, status_code=422)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
             for err in exc.errors()
         )
-        return pages.render_error(request, 422, "Invalid request", problems, field=None, reason=None)
+        return render_error(request, 422, "Invalid request", problems, field=None, reason=None)
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_api(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if machine_path(request):
+            return api_errors.http_error(exc)
         if exc.status_code == 401:
             message = "You are not signed in to Airflow (or your session expired)."
             title = "Sign in required"
@@ -166,7 +142,7 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
             title = "Forbidden"
         else:
             message, title = str(exc.detail), "Error"
-        return pages.render_error(
+        return render_error(
             request,
             exc.status_code,
             title,

@@ -20,12 +20,13 @@ from airflow.api_fastapi.core_api.security import get_user, requires_access_view
 from fastapi import Depends, Request
 
 from airflow_mltrack.errors import NotFoundError
-from airflow_mltrack.store import TrackingStore, ui_queries
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.visibility import dag_ids
+from airflow_mltrack.vocabulary import DEFAULT_CONN_ID
 
 #: The app-wide dependency: a signed-in Airflow user allowed to view plugins.
 REQUIRE_PLUGIN_ACCESS = Depends(requires_access_view(AccessView.PLUGINS))
 
-DEFAULT_CONN_ID = "mltrack_default"
 _STORE_TTL_SECONDS = 30.0
 _store_cache: dict[str, tuple[float, TrackingStore]] = {}
 _store_lock = threading.Lock()
@@ -74,7 +75,7 @@ class DagAccess:
     def visible_dag_ids(self) -> set[str]:
         """Every DAG id in the tracking store that the user may read."""
         if self._visible is None:
-            known = ui_queries.dag_ids(self.store)
+            known = dag_ids(self.store)
             self._visible = (
                 get_auth_manager().filter_authorized_dag_ids(dag_ids=known, user=self.user, method="GET")
                 if known

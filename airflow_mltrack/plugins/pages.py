@@ -1,178 +1,31 @@
-"""Server-rendered HTML pages of the ML Tracking app (Jinja2, autoescaped).
+"""The server-rendered HTML pages of the ML Tracking app (rendered by :mod:`.rendering`).
 
-Every link between pages is relative (``root`` in the templates is ``./`` or ``../``...), so the pages work
-at ``<airflow>/mltrack/...`` and inside the Airflow UI's plugin iframe alike; links into the Airflow UI
-itself (DAG runs, task instances) are relative to the UI root and open in the top window.
+The data comes from :mod:`.loaders`, shared with the JSON API; the experiment lists build the one filter
+model, :class:`~airflow_mltrack.plugins.filters.ExperimentQuery`, from their form fields.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 import threading
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
 from cachetools import TTLCache
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from airflow_mltrack.errors import MLTrackError
-from airflow_mltrack.plugins import api
+from airflow_mltrack.plugins import loaders
 from airflow_mltrack.plugins.auth import AccessDep, StoreDep
-from airflow_mltrack.store import ui_queries
+from airflow_mltrack.plugins.filters import MAX_COMPARE, ExperimentQuery, parse_ids
+from airflow_mltrack.plugins.rendering import airflow_links, query_string, relative_root, render
+from airflow_mltrack.store.reads import experiment_list
+from airflow_mltrack.store.reads.experiment_list import MAX_OFFSET, MAX_PAGE
 
-TEMPLATES = Path(__file__).parent / "templates"
-UPLOT_VERSION = "1.6.32"
 PAGE_SIZE = 50
 
 router = APIRouter(include_in_schema=False)
 
 
-# -- template environment -----------------------------------------------------------------------------
-def fmt_num(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "∞" if value > 0 else "-∞"
-        return f"{value:.6g}"
-    return str(value)
-
-
-def fmt_version(value: Any) -> str:
-    """A version as shown: ``v1.2`` for one that starts with a digit, any other (``sgd-539ac701``,
-    ``candidates``) as it is."""
-    if value is None:
-        return "—"
-    text = str(value)
-    return f"v{text}" if text[:1].isdigit() else text
-
-
-def fmt_dt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
-            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
-
-
-def fmt_json(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def fmt_bytes(value: Any) -> str:
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)
-
-
-def json_script(value: Any) -> str:
-    """JSON safe to place inside ``<script type="application/json">`` (no ``</script>`` breakout)."""
-    from markupsafe import Markup
-
-    text = json.dumps(value, default=str, allow_nan=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(text)  # noqa: S704 - escaped above for the script-data context
-
-
-def seg(value: Any) -> str:
-    """One URL path segment."""
-    return quote(str(value), safe="")
-
-
-_env = Environment(
-    loader=FileSystemLoader(str(TEMPLATES)),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_env.filters.update(
-    num=fmt_num,
-    dt=fmt_dt,
-    ver=fmt_version,
-    jsontext=fmt_json,
-    bytes=fmt_bytes,
-    json_script=json_script,
-    seg=seg,
-)
-
-
-def relative_root(request: Request) -> str:
-    """The relative path from the current page to the app root (``./``, ``../``, ...)."""
-    path = request.scope.get("path", "")
-    root_path = request.scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
-    depth = max(path.lstrip("/").count("/"), 0)
-    return "../" * depth if depth else "./"
-
-
-def airflow_links(root: str, row: dict[str, Any]) -> dict[str, str]:
-    """Links into the Airflow UI (relative to its root, which is one level above this app)."""
-    if not row.get("dag_id"):
-        return {}
-    ui = root + "../"
-    links = {"dag": f"{ui}dags/{seg(row['dag_id'])}"}
-    if row.get("run_id"):
-        links["run"] = f"{links['dag']}/runs/{seg(row['run_id'])}"
-        if row.get("task_id"):
-            task = f"{links['run']}/tasks/{seg(row['task_id'])}"
-            if row.get("map_index") is not None and row["map_index"] >= 0:
-                task += f"/mapped/{row['map_index']}"
-            links["task"] = task
-    return links
-
-
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    root = relative_root(request)
-    context.setdefault("nav", "")
-    html = _env.get_template(template).render(
-        root=root,
-        static=f"{root}static/",
-        uplot=f"{root}static/vendor/uplot-{UPLOT_VERSION}/",
-        airflow_links=lambda row: airflow_links(root, row),
-        **context,
-    )
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
-
-
-def render_error(request: Request, status_code: int, title: str, message: str, **extra: Any) -> HTMLResponse:
-    return render(request, "error.html", status_code=status_code, title=title, message=message, **extra)
-
-
-def query_string(params: dict[str, Any], **changes: Any) -> str:
-    merged = {**params, **changes}
-    pairs: list[tuple[str, Any]] = []
-    for key, value in merged.items():
-        if value is None or value == "" or value == []:
-            continue
-        if isinstance(value, list):
-            pairs.extend((key, v) for v in value if v)
-        else:
-            pairs.append((key, value))
-    return "?" + urlencode(pairs) if pairs else "?"
-
-
-# -- pages --------------------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, store: StoreDep, access: AccessDep) -> HTMLResponse:
     return projects_page(request, store, access)
@@ -180,7 +33,7 @@ def index(request: Request, store: StoreDep, access: AccessDep) -> HTMLResponse:
 
 @router.get("/projects", response_class=HTMLResponse)
 def projects_page(request: Request, store: StoreDep, access: AccessDep) -> HTMLResponse:
-    found = ui_queries.project_summaries(store, access.visible_dag_ids)
+    found = loaders.load_projects(store, access)
     return render(request, "projects.html", nav="projects", title="Projects", projects=found)
 
 
@@ -213,11 +66,9 @@ def experiments_page(
         start = int(offset or 0) if len(offset) <= 20 else -1
     except ValueError:
         start = -1
-    if not 0 <= start <= ui_queries.MAX_OFFSET:
-        raise MLTrackError("offset", offset[:40], f"must be a whole number from 0 to {ui_queries.MAX_OFFSET}")
-    page = api.load_experiments(
-        store,
-        access,
+    if not 0 <= start <= MAX_OFFSET:
+        raise MLTrackError("offset", offset[:40], f"must be a whole number from 0 to {MAX_OFFSET}")
+    query = ExperimentQuery(
         project=project,
         status=status,
         dag_id=dag_id,
@@ -229,6 +80,7 @@ def experiments_page(
         limit=PAGE_SIZE,
         offset=start,
     )
+    page = loaders.load_experiments(store, access, query)
     filtered = any(params[k] for k in ("project", "status", "dag_id", "run_id", "tag", "param"))
     return render(
         request,
@@ -238,7 +90,7 @@ def experiments_page(
         page=page,
         params=params,
         filtered=filtered,
-        choices=ui_queries.filter_choices(store, access.visible_dag_ids),
+        choices=experiment_list.filter_choices(store, access.visible_dag_ids),
         metric_keys=_sort_choices(store, project or None, access.visible_dag_ids),
         qs=lambda **changes: query_string(params, **changes),
         prev_offset=max(start - PAGE_SIZE, 0) if start > 0 else None,
@@ -257,7 +109,7 @@ def _sort_choices(store: Any, project: str | None, visible: Any) -> list[dict[st
     with _SORT_CHOICES_LOCK:
         cached = _SORT_CHOICES.get(key)
     if cached is None:
-        cached = ui_queries.metric_keys(store, project, visible)
+        cached = experiment_list.metric_keys(store, project, visible)
         with _SORT_CHOICES_LOCK:
             _SORT_CHOICES[key] = cached
     return cached
@@ -265,9 +117,9 @@ def _sort_choices(store: Any, project: str | None, visible: Any) -> list[dict[st
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
 def experiment_page(request: Request, experiment_id: int, store: StoreDep, access: AccessDep) -> HTMLResponse:
-    experiment = api.load_experiment(store, access, experiment_id)
+    experiment = loaders.load_experiment(store, access, experiment_id)
     summary = store.latest_metrics(experiment_id)
-    curves = api.curves_of(store, [experiment_id])
+    curves = loaders.load_curves(store, [experiment_id])
     return render(
         request,
         "experiment.html",
@@ -275,7 +127,7 @@ def experiment_page(request: Request, experiment_id: int, store: StoreDep, acces
         title=f"Experiment {experiment['name']}",
         e=experiment,
         metrics=summary,
-        curves=api.chart_data(curves),
+        curves=loaders.chart_data(curves),
         links=airflow_links(relative_root(request), experiment),
     )
 
@@ -284,9 +136,9 @@ def experiment_page(request: Request, experiment_id: int, store: StoreDep, acces
 def compare_page(
     request: Request, store: StoreDep, access: AccessDep, ids: Annotated[list[str] | None, Query()] = None
 ) -> HTMLResponse:
-    parsed = api.parse_ids(ids)
-    result = api.load_compare(store, access, parsed)
-    curves = api.curves_of(store, parsed)
+    parsed = parse_ids(ids)
+    result = loaders.load_compare(store, access, parsed)
+    curves = loaders.load_curves(store, parsed)
     return render(
         request,
         "compare.html",
@@ -294,7 +146,7 @@ def compare_page(
         title="Compare experiments",
         c=result,
         ids=parsed,
-        curves=api.chart_data(curves),
+        curves=loaders.chart_data(curves),
         names={e["experiment_id"]: f"#{e['experiment_id']} {e['name']}" for e in result["experiments"]},
     )
 
@@ -308,9 +160,8 @@ def run_page(
         raise MLTrackError(
             "dag_id/run_id", None, "both are required (this page is the DAG run tab of Airflow)"
         )
-    page = api.load_experiments(
-        store, access, dag_id=dag_id, run_id=run_id, order="asc", limit=ui_queries.MAX_PAGE
-    )
+    query = ExperimentQuery(dag_id=dag_id, run_id=run_id, order="asc", limit=MAX_PAGE)
+    page = loaders.load_experiments(store, access, query)
     return render(
         request,
         "run.html",
@@ -319,7 +170,7 @@ def run_page(
         dag_id=dag_id,
         run_id=run_id,
         task_id=None,
-        compare_ids=[e["experiment_id"] for e in page["items"]][:10],
+        compare_ids=[e["experiment_id"] for e in page["items"]][:MAX_COMPARE],
     )
 
 
@@ -342,16 +193,15 @@ def task_instance_page(
         index: int | None = int(map_index) if len(map_index) <= 10 else None
     except ValueError:
         index = None
-    page = api.load_experiments(
-        store,
-        access,
+    query = ExperimentQuery(
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
-        map_index=index if index is not None and 0 <= index <= ui_queries.MAX_OFFSET else None,
+        map_index=index if index is not None and 0 <= index <= MAX_OFFSET else None,
         order="asc",
-        limit=ui_queries.MAX_PAGE,
+        limit=MAX_PAGE,
     )
+    page = loaders.load_experiments(store, access, query)
     if len(page["items"]) == 1:
         return RedirectResponse(f"experiments/{page['items'][0]['experiment_id']}", status_code=303)
     return render(
@@ -362,13 +212,13 @@ def task_instance_page(
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
-        compare_ids=[e["experiment_id"] for e in page["items"]][:10],
+        compare_ids=[e["experiment_id"] for e in page["items"]][:MAX_COMPARE],
     )
 
 
 @router.get("/datasets", response_class=HTMLResponse)
 def datasets_page(request: Request, store: StoreDep, access: AccessDep, project: str = "") -> HTMLResponse:
-    found = ui_queries.datasets_with_usage(store, project or None, access.visible_dag_ids)
+    found = loaders.load_datasets(store, access, project)
     return render(
         request,
         "datasets.html",
@@ -382,7 +232,7 @@ def datasets_page(request: Request, store: StoreDep, access: AccessDep, project:
 
 @router.get("/datasets/{dataset_id}/lineage", response_class=HTMLResponse)
 def lineage_page(request: Request, dataset_id: int, store: StoreDep, access: AccessDep) -> HTMLResponse:
-    graph = api.load_lineage(store, access, dataset_id)
+    graph = loaders.load_lineage(store, access, dataset_id)
     by_id = {d["dataset_id"]: d for d in graph["datasets"]}
     return render(
         request,
@@ -397,7 +247,7 @@ def lineage_page(request: Request, dataset_id: int, store: StoreDep, access: Acc
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, store: StoreDep, access: AccessDep, project: str = "") -> HTMLResponse:
-    found = ui_queries.models_with_usage(store, project or None, access.visible_dag_ids)
+    found = loaders.load_models(store, access, project)
     return render(
         request,
         "models.html",
@@ -411,7 +261,7 @@ def models_page(request: Request, store: StoreDep, access: AccessDep, project: s
 
 @router.get("/deployments", response_class=HTMLResponse)
 def deployments_page(request: Request, store: StoreDep, access: AccessDep, project: str = "") -> HTMLResponse:
-    found = api.load_deployments(store, access, project)
+    found = loaders.load_deployments(store, access, project)
     return render(
         request,
         "deployments.html",
@@ -425,4 +275,4 @@ def deployments_page(request: Request, store: StoreDep, access: AccessDep, proje
 
 @router.get("/schema", response_class=HTMLResponse)
 def schema_page(request: Request, store: StoreDep) -> HTMLResponse:
-    return render(request, "schema.html", nav="schema", title="Schema", schema=api.load_schema(store))
+    return render(request, "schema.html", nav="schema", title="Schema", schema=loaders.load_schema(store))

@@ -1,19 +1,34 @@
-"""What every part of the TrackingStore shares: the engine, transactions, the revision gate, upserts."""
+"""What every entity mixin of the TrackingStore shares: the engine, ``read()``/``write()``, the revision gate,
+the redaction policy, dialect-aware filters and upserts, and the lookups two or more mixins need
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, and_, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError, SchemaOutOfDateError
+from airflow_mltrack.store import tables
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.membership import TaskLink, record_member
+from airflow_mltrack.store.models import NAME_LEN
+from airflow_mltrack.store.redaction import DEFAULT_POLICY, RedactionPolicy
+from airflow_mltrack.vocabulary import mask_url
+
+if TYPE_CHECKING:
+    from airflow_mltrack.store.catalog import DatasetInput
+
+#: A project by name or id.
+ProjectRef = str | int
 
 _CHECKED_REVISIONS: set[str] = set()
 _CHECK_LOCK = threading.Lock()
@@ -42,12 +57,23 @@ def utcnow() -> dt.datetime:
 
 
 class StoreBase:
-    """Engine, dialect and transaction plumbing for the entity mixins of TrackingStore."""
+    """Engine, dialect, transactions, redaction and shared lookups for the entity mixins of TrackingStore.
 
-    def __init__(self, engine: Engine, *, check_revision: bool = True) -> None:
+    ``redaction``: the :class:`~airflow_mltrack.store.redaction.RedactionPolicy` applied to every write of
+    hyperparameters, job parameters and error texts (default: ``DEFAULT_POLICY``, so a plain store hides
+    secrets too). ``task_link``: the Airflow task instance this store writes for (the hook sets it inside
+    a task); every write to an experiment then records that task instance as one of its writers.
+    """
+
+    task_link: TaskLink | None = None
+
+    def __init__(
+        self, engine: Engine, *, check_revision: bool = True, redaction: RedactionPolicy | None = None
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._check_revision = check_revision
+        self.redaction = DEFAULT_POLICY if redaction is None else redaction
 
     @property
     def is_postgres(self) -> bool:
@@ -55,7 +81,7 @@ class StoreBase:
 
     # -- transactions -------------------------------------------------------------------------------
     @contextmanager
-    def _write(self, **known: Any) -> Iterator[Connection]:
+    def write(self, **known: Any) -> Iterator[Connection]:
         """One transaction for one logical write; integrity errors become MLTrackError.
 
         ``known`` maps field names to the values the caller wrote, to name them in errors.
@@ -70,15 +96,63 @@ class StoreBase:
             raise error from (None if isinstance(error, NotFoundError) else exc)
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads (autocommit, see :func:`read_connection`)."""
         with read_connection(self.engine) as conn:
             yield conn
+
+    # -- dialect-aware filters ----------------------------------------------------------------------
+    def finite(self, column: Any) -> Any:
+        """Finite values only: a final value of NaN or +-Infinity is not ranked (leaderboard, the metric
+        sort of the experiments list). PostgreSQL sorts NaN above Infinity; SQLite stores NaN as NULL
+        (which no comparison passes; the text 'NaN' in databases written before)."""
+        if self.is_postgres:
+            return and_(
+                column > literal_column("'-Infinity'::float8"), column < literal_column("'Infinity'::float8")
+            )
+        return and_(
+            func.typeof(column) != "text", column > literal_column("-9e999"), column < literal_column("9e999")
+        )
+
+    def experiment_query(self) -> Any:
+        """SELECT of experiments with their project, model and dataset names (add WHERE / ORDER BY)."""
+        experiments, projects, models, datasets = (
+            tables.experiments,
+            tables.projects,
+            tables.models,
+            tables.datasets,
+        )
+        return (
+            select(
+                experiments,
+                projects.c.name.label("project"),
+                models.c.name.label("model_name"),
+                models.c.version.label("model_version"),
+                datasets.c.name.label("dataset_name"),
+                datasets.c.version.label("dataset_version"),
+            )
+            .join(projects, projects.c.project_id == experiments.c.project_id)
+            .join(models, models.c.model_id == experiments.c.model_id)
+            .join(datasets, datasets.c.dataset_id == experiments.c.dataset_id)
+        )
+
+    # -- redaction: the one place each secret-bearing field is validated before a write ----------------
+    def _parameters(self, field: str, value: Any) -> dict[str, Any] | None:
+        """Hyperparameters or job parameters, secrets hidden by the store's policy, then validated (JSON text
+        is parsed first, so a key given twice is refused as :func:`validation.json_object` refuses it)."""
+        if isinstance(value, str):
+            value = v.parse_json(field, value)
+        return v.json_object(field, self.redaction.redact_json(value))
+
+    def _error_text(self, value: Any) -> str | None:
+        """An error text (a failed experiment's or job's, a cancel reason), secrets hidden, validated."""
+        return v.error_text("error", self.redaction.redact_text(value))
 
     def check_ready(self) -> None:
         """Connect and check the schema revision, raising as the first write would (an unreachable
         database, SchemaOutOfDateError): for callers that want to know before long work."""
         self._ensure_current_revision()
-        with self._read() as conn:
+        with self.read() as conn:
             conn.exec_driver_sql("SELECT 1")
 
     def _ensure_current_revision(self) -> None:
@@ -102,16 +176,79 @@ class StoreBase:
                     "database revision",
                     current,
                     f"the tracking database is not at revision {head}: run `mltrack db upgrade`"
-                    f" (url {self.engine.url.render_as_string(hide_password=True)})",
+                    f" (url {mask_url(self.engine.url)})",
                 )
             _CHECKED_REVISIONS.add(key)
+
+    # -- lookups and writes shared by the mixins (inside the caller's transaction) ----------------------
+    def _note_writer(self, conn: Connection, experiment_id: int, *, start: bool = True) -> None:
+        """Record the current task instance (if any) as a writer of the experiment, in ``conn``'s
+        transaction; ``start``: its first write moves a Pending experiment to Running."""
+        if self.task_link is not None:
+            record_member(conn, self._insert, experiment_id, self.task_link, "writer", start=start)
+
+    def _project_id(self, conn: Connection, project: ProjectRef, fields: dict[str, Any] | None = None) -> int:
+        """Resolve a project name (get-or-create) or id (must exist) inside a transaction."""
+        if isinstance(project, int) and not isinstance(project, bool):
+            self._require(conn, tables.projects, "project_id", project, "project")
+            return project
+        name_ = v.name("project", project, NAME_LEN)
+        return self._get_or_create(
+            conn, tables.projects, {"name": name_}, fields or {}, "project_id", index_elements=["name"]
+        )
+
+    @staticmethod
+    def _lookup_project_id(conn: Connection, project: ProjectRef) -> int:
+        """The id of an existing project (by name or id); NotFoundError otherwise."""
+        projects = tables.projects
+        column = projects.c.project_id if isinstance(project, int) else projects.c.name
+        if not isinstance(project, int):
+            project = v.lookup_name("project", project) or ""
+        project_id = conn.execute(select(projects.c.project_id).where(column == project)).scalar_one_or_none()
+        if project_id is None:
+            raise NotFoundError("project", project, "no such project")
+        return int(project_id)
+
+    def _upsert_dataset(self, conn: Connection, project_id: int, dataset: DatasetInput) -> int:
+        """Get-or-create a validated dataset (with its tags) inside the caller's transaction."""
+        dataset_id = self._get_or_create(
+            conn,
+            tables.datasets,
+            {"project_id": project_id, "name": dataset.name, "version": dataset.version},
+            dataset.values,
+            "dataset_id",
+            index_elements=["project_id", "name", "version"],
+        )
+        if dataset.tags:
+            self._tag(conn, "dataset", dataset_id, dataset.tags)
+        return dataset_id
+
+    def _tag(self, conn: Connection, entity_type: str, entity_id: int, names: list[str]) -> None:
+        for name in names:
+            tag_id = self._get_or_create(
+                conn, tables.tags, {"name": name}, {}, "tag_id", index_elements=["name"]
+            )
+            conn.execute(
+                self._insert(tables.tag_assignments)
+                .values(tag_id=tag_id, entity_type=entity_type, entity_id=entity_id)
+                .on_conflict_do_nothing()
+            )
+
+    @staticmethod
+    def _tags_of(conn: Connection, entity_type: str, entity_id: int) -> list[str]:
+        tags, assignments = tables.tags, tables.tag_assignments
+        query = (
+            select(tags.c.name)
+            .join(assignments, assignments.c.tag_id == tags.c.tag_id)
+            .where(assignments.c.entity_type == entity_type, assignments.c.entity_id == entity_id)
+            .order_by(tags.c.name)
+        )
+        return list(conn.execute(query).scalars())
 
     @staticmethod
     def _foreign(conn: Connection, field: str, value: Any, owner_id: int, project_id: int) -> MLTrackError:
         """The error for ``field`` (a model or dataset id) that belongs to project ``owner_id``, not to
         ``project_id``: both projects named, so the user sees which (issue 11, item 13)."""
-        from airflow_mltrack.store import tables
-
         names = dict(
             conn.execute(
                 select(tables.projects.c.project_id, tables.projects.c.name).where(
@@ -168,8 +305,8 @@ class StoreBase:
         if row is not None:
             return int(row[0])
         query = select(table.c[id_column])
-        for k, v in key.items():
-            query = query.where(table.c[k] == v)
+        for k, value in key.items():
+            query = query.where(table.c[k] == value)
         if index_where is not None:
             query = query.where(index_where)
         return int(conn.execute(query).scalar_one())
@@ -209,3 +346,28 @@ def _param(exc: IntegrityError | psycopg.IntegrityError, field: str) -> Any:
 def rows(result: Any) -> list[dict[str, Any]]:
     """Result rows as plain dicts."""
     return [dict(r._mapping) for r in result]
+
+
+def as_float(value: Any, *, null_is_nan: bool = False) -> Any:
+    """A metric value read back as a float: SQLite hands back untyped window results, NULL for NaN (and the
+    text 'NaN' in databases written before NaN was stored as NULL)."""
+    if isinstance(value, str):
+        return float(value)
+    if value is None and null_is_nan:
+        return math.nan
+    return value
+
+
+def float_rows(
+    found: list[dict[str, Any]],
+    keys: tuple[str, ...] = ("value", "min_value", "max_value"),
+    *,
+    null_is_nan: bool = False,
+) -> list[dict[str, Any]]:
+    """Metric values of ``found`` as floats; ``null_is_nan`` for columns where NULL stands for NaN
+    (``metrics.value`` and the values of ``metric_latest``: never NULL otherwise)."""
+    for row in found:
+        for key in keys:
+            if key in row:
+                row[key] = as_float(row[key], null_is_nan=null_is_nan)
+    return found

@@ -5,27 +5,19 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import rows
+from airflow_mltrack.store.base import ProjectRef, StoreBase, rows
 from airflow_mltrack.store.models import (
     DATA_TYPES,
     NAME_LEN,
     PROJECT_STATUSES,
     VERSION_LEN,
-    Dataset,
-    Model,
-    Project,
 )
-from airflow_mltrack.store.tags import TagStore
+from airflow_mltrack.store.tables import datasets, models, projects
 
-projects = Project.__table__
-datasets = Dataset.__table__
-models = Model.__table__
-
-ProjectRef = str | int
 DATASET_FIELDS = frozenset({"description", "source_url", "size_bytes", "num_records"})
 
 
@@ -80,7 +72,7 @@ def _project_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: val for k, val in out.items() if val is not None}
 
 
-class CatalogStore(TagStore):
+class CatalogStore(StoreBase):
     """Projects, datasets and models."""
 
     # -- projects ---------------------------------------------------------------------------------
@@ -88,23 +80,13 @@ class CatalogStore(TagStore):
         """The id of project ``name``, created if missing; given fields update it."""
         name_ = v.name("project", name, NAME_LEN)
         values = _project_fields(fields)
-        with self._write() as conn:
+        with self.write() as conn:
             return self._project_id(conn, name_, values)
-
-    def _project_id(self, conn: Connection, project: ProjectRef, fields: dict[str, Any] | None = None) -> int:
-        """Resolve a project name (get-or-create) or id (must exist) inside a transaction."""
-        if isinstance(project, int) and not isinstance(project, bool):
-            self._require(conn, projects, "project_id", project, "project")
-            return project
-        name_ = v.name("project", project, NAME_LEN)
-        return self._get_or_create(
-            conn, projects, {"name": name_}, fields or {}, "project_id", index_elements=["name"]
-        )
 
     def get_project(self, project: ProjectRef) -> dict[str, Any]:
         if not isinstance(project, int) or isinstance(project, bool):
             project = v.lookup_name("project", project)
-        with self._read() as conn:
+        with self.read() as conn:
             query = select(projects)
             if isinstance(project, int):
                 query = query.where(projects.c.project_id == project)
@@ -116,7 +98,7 @@ class CatalogStore(TagStore):
         return dict(row._mapping)
 
     def list_projects(self) -> list[dict[str, Any]]:
-        with self._read() as conn:
+        with self.read() as conn:
             return rows(conn.execute(select(projects).order_by(projects.c.name)))
 
     # -- datasets ---------------------------------------------------------------------------------
@@ -134,32 +116,18 @@ class CatalogStore(TagStore):
         and updates the fields given.
         """
         dataset = dataset_input(name, data_type, version, fields)
-        with self._write() as conn:
+        with self.write() as conn:
             return self._upsert_dataset(conn, self._project_id(conn, project), dataset)
-
-    def _upsert_dataset(self, conn: Connection, project_id: int, dataset: DatasetInput) -> int:
-        """Get-or-create a validated dataset inside the caller's transaction."""
-        dataset_id = self._get_or_create(
-            conn,
-            datasets,
-            {"project_id": project_id, "name": dataset.name, "version": dataset.version},
-            dataset.values,
-            "dataset_id",
-            index_elements=["project_id", "name", "version"],
-        )
-        if dataset.tags:
-            self._tag(conn, "dataset", dataset_id, dataset.tags)
-        return dataset_id
 
     def get_dataset(self, dataset_id: int) -> dict[str, Any]:
         dataset_id = v.entity_id("dataset_id", dataset_id)
-        with self._read() as conn:
+        with self.read() as conn:
             return dict(self._require(conn, datasets, "dataset_id", dataset_id, "dataset_id")._mapping)
 
     def list_datasets(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
         query = select(datasets, projects.c.name.label("project")).join(projects)
         query = _filter_project(query, project)
-        with self._read() as conn:
+        with self.read() as conn:
             return rows(conn.execute(query.order_by(datasets.c.name, datasets.c.version)))
 
     # -- models -----------------------------------------------------------------------------------
@@ -189,7 +157,7 @@ class CatalogStore(TagStore):
             "input_schema": v.json_object("input_schema", fields.get("input_schema")),
             "output_schema": v.json_object("output_schema", fields.get("output_schema")),
         }
-        with self._write() as conn:
+        with self.write() as conn:
             project_id = self._project_id(conn, project)
             model_id = self._get_or_create(
                 conn,
@@ -205,13 +173,13 @@ class CatalogStore(TagStore):
 
     def get_model(self, model_id: int) -> dict[str, Any]:
         model_id = v.entity_id("model_id", model_id)
-        with self._read() as conn:
+        with self.read() as conn:
             return dict(self._require(conn, models, "model_id", model_id, "model_id")._mapping)
 
     def list_models(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
         query = select(models, projects.c.name.label("project")).join(projects)
         query = _filter_project(query, project)
-        with self._read() as conn:
+        with self.read() as conn:
             return rows(conn.execute(query.order_by(models.c.name, models.c.version)))
 
 

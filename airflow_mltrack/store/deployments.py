@@ -22,21 +22,12 @@ from sqlalchemy import Connection, exists, select, update
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import rows, utcnow
-from airflow_mltrack.store.catalog import ProjectRef, models
-from airflow_mltrack.store.models import (
-    AIRFLOW_ID_LEN,
-    ENDPOINT_STATUSES,
-    NAME_LEN,
-    DeploymentEndpoint,
-    EndpointModel,
-)
-from airflow_mltrack.store.preprocessing import PreprocessingStore
+from airflow_mltrack.store.base import ProjectRef, StoreBase, rows, utcnow
+from airflow_mltrack.store.models import AIRFLOW_ID_LEN, ENDPOINT_STATUSES, NAME_LEN
+from airflow_mltrack.store.tables import deployment_endpoints as endpoints
+from airflow_mltrack.store.tables import endpoint_models, models
 
 log = logging.getLogger(__name__)
-
-endpoints = DeploymentEndpoint.__table__
-endpoint_models = EndpointModel.__table__
 
 #: Decimals of a stored traffic share: shares are whole multiples of 10**-TRAFFIC_DECIMALS percent.
 TRAFFIC_DECIMALS = 6
@@ -82,7 +73,7 @@ class Deployment(NamedTuple):
     warning: str | None
 
 
-class DeploymentStore(PreprocessingStore):
+class DeploymentStore(StoreBase):
     """Endpoints, deployments (canary, promotion, retirement) and their history."""
 
     def ensure_endpoint(
@@ -101,7 +92,7 @@ class DeploymentStore(PreprocessingStore):
         }
         name_ = v.name("endpoint", name, NAME_LEN)
         fields = {k: value for k, value in fields.items() if value is not None}  # NULL status: the default
-        with self._write() as conn:
+        with self.write() as conn:
             return self._endpoint_id(conn, self._project_id(conn, project), name_, fields)
 
     def _endpoint_id(self, conn: Connection, project_id: int, name: str, fields: dict[str, Any]) -> int:
@@ -114,25 +105,14 @@ class DeploymentStore(PreprocessingStore):
             index_elements=["project_id", "name"],
         )
 
-    def deploy_model(
-        self,
-        project: ProjectRef,
-        endpoint: str,
-        model_id: int,
-        traffic_percentage: float = 100,
-        url: str | None = None,
-        dag_id: str | None = None,
-        run_id: str | None = None,
-    ) -> int:
-        """Serve ``model_id`` on ``endpoint`` at ``traffic_percentage`` (0 retires it); returns the
-        endpoint_models id of the model's active row (or of the retired row when traffic is 0).
+    def deploy_model(self, *args: Any, **kwargs: Any) -> int:
+        """:meth:`deploy` (the same arguments), returning only the endpoint_models id of the model's active
+        row (or of the retired row when traffic is 0).
 
         Idempotent: the same call again changes nothing. :meth:`deploy` also tells the rollout kind and
         warns when the endpoint's active traffic ends below 100 %.
         """
-        return self.deploy(
-            project, endpoint, model_id, traffic_percentage, url, dag_id, run_id
-        ).endpoint_model_id
+        return self.deploy(*args, **kwargs).endpoint_model_id
 
     def deploy(
         self,
@@ -144,8 +124,9 @@ class DeploymentStore(PreprocessingStore):
         dag_id: str | None = None,
         run_id: str | None = None,
     ) -> Deployment:
-        """As :meth:`deploy_model`, returning a :class:`Deployment`: the row id, its rollout kind, the
-        endpoint's active traffic afterwards, and a warning (also logged) when that is below 100 %."""
+        """Serve ``model_id`` on ``endpoint`` at ``traffic_percentage`` (0 retires it); returns a
+        :class:`Deployment`: the row id, its rollout kind, the endpoint's active traffic afterwards, and a
+        warning (also logged) when that is below 100 %."""
         name_ = v.name("endpoint", endpoint, NAME_LEN)
         model_id = v.entity_id("model_id", model_id)
         traffic = v.number("traffic_percentage", traffic_percentage, finite=True)
@@ -162,7 +143,7 @@ class DeploymentStore(PreprocessingStore):
             "run_id": v.airflow_id("run_id", run_id, AIRFLOW_ID_LEN),
         }
         url = v.optional_text("url", url, 512)
-        with self._write() as conn:
+        with self.write() as conn:
             project_id = self._project_id(conn, project)
             owner = conn.execute(
                 select(models.c.project_id).where(models.c.model_id == model_id)
@@ -289,7 +270,8 @@ class DeploymentStore(PreprocessingStore):
         )
 
     # -- reads --------------------------------------------------------------------------------------
-    def _assignment_query(self) -> Any:
+    def assignment_query(self) -> Any:
+        """SELECT of endpoint_models rows with the endpoint and model names (add WHERE / ORDER BY)."""
         return (
             select(
                 endpoint_models,
@@ -303,23 +285,23 @@ class DeploymentStore(PreprocessingStore):
 
     def endpoint_state(self, project: ProjectRef, endpoint: str) -> list[dict[str, Any]]:
         """The active models of an endpoint with their traffic, highest share first."""
-        with self._read() as conn:
+        with self.read() as conn:
             endpoint_id = self._lookup_endpoint(conn, project, endpoint)
-            query = self._assignment_query().where(
+            query = self.assignment_query().where(
                 endpoint_models.c.endpoint_id == endpoint_id, endpoint_models.c.retired_at.is_(None)
             )
             return rows(conn.execute(query.order_by(endpoint_models.c.traffic_percentage.desc())))
 
     def endpoint_history(self, project: ProjectRef, endpoint: str) -> list[dict[str, Any]]:
         """Every traffic assignment of an endpoint, oldest first."""
-        with self._read() as conn:
+        with self.read() as conn:
             endpoint_id = self._lookup_endpoint(conn, project, endpoint)
-            query = self._assignment_query().where(endpoint_models.c.endpoint_id == endpoint_id)
+            query = self.assignment_query().where(endpoint_models.c.endpoint_id == endpoint_id)
             return rows(conn.execute(query.order_by(endpoint_models.c.endpoint_model_id)))
 
     def list_endpoints(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
         query = select(endpoints).order_by(endpoints.c.name)
-        with self._read() as conn:
+        with self.read() as conn:
             if project is not None:
                 query = query.where(endpoints.c.project_id == self._lookup_project_id(conn, project))
             return rows(conn.execute(query))

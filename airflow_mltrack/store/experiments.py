@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,15 +11,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import rows, utcnow
-from airflow_mltrack.store.catalog import CatalogStore, ProjectRef, datasets, models, projects
-from airflow_mltrack.store.membership import TaskLink, link_of, record_member
-from airflow_mltrack.store.models import AIRFLOW_ID_LEN, EXPERIMENT_STATUSES, NAME_LEN, Experiment
-from airflow_mltrack.store.tags import tag_assignments, tags_t
+from airflow_mltrack.store.base import ProjectRef, StoreBase, rows, utcnow
+from airflow_mltrack.store.membership import link_of, record_member
+from airflow_mltrack.store.models import AIRFLOW_ID_LEN, EXPERIMENT_STATUSES, NAME_LEN
+from airflow_mltrack.store.records import ExperimentRow
+from airflow_mltrack.store.tables import datasets, experiments, models, projects, tag_assignments
+from airflow_mltrack.store.tables import tags as tags_t
 
-experiments = Experiment.__table__
-
-# Allowed status moves (DESIGN.md). Setting the current status again is a no-op (retries do it).
+# Allowed status moves (docs/status.md). Setting the current status again is a no-op (retries do it).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "Pending": frozenset({"Running", "Cancelled"}),
     "Running": frozenset({"Completed", "Failed", "Cancelled"}),
@@ -49,20 +49,8 @@ def airflow_link(fields: Mapping[str, Any]) -> dict[str, Any]:
     return link
 
 
-class ExperimentStore(CatalogStore):
-    """Experiments and their lifecycle.
-
-    ``task_link``: the Airflow task instance this store writes for (the hook sets it inside a task). Every
-    write to an experiment then records that task instance as one of the experiment's tasks.
-    """
-
-    task_link: TaskLink | None = None
-
-    def _note_writer(self, conn: Connection, experiment_id: int, *, start: bool = True) -> None:
-        """Record the current task instance (if any) as a writer of the experiment, in ``conn``'s
-        transaction; ``start``: its first write moves a Pending experiment to Running."""
-        if self.task_link is not None:
-            record_member(conn, self._insert, experiment_id, self.task_link, "writer", start=start)
+class ExperimentStore(StoreBase):
+    """Experiments and their lifecycle: creation, status moves, hyperparameters, reads."""
 
     def _now_column(self) -> Any:
         """A timestamp for ``start_time``/``end_time`` from the one clock both use: PostgreSQL's (its
@@ -91,7 +79,7 @@ class ExperimentStore(CatalogStore):
         name_ = v.name("name", name, NAME_LEN)
         model_id = v.entity_id("model_id", model_id)
         dataset_id = v.entity_id("dataset_id", dataset_id)
-        params = v.json_object("hyperparameters", hyperparameters)
+        params = self._parameters("hyperparameters", hyperparameters)
         tag_list = v.tag_names("tags", fields.pop("tags", None))
         unknown = set(fields) - _EXPERIMENT_FIELDS
         if unknown:
@@ -115,7 +103,7 @@ class ExperimentStore(CatalogStore):
         if not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
             values["start_time"] = utcnow()
         creator = link_of(link) or self.task_link
-        with self._write() as conn:
+        with self.write() as conn:
             values["project_id"] = self._parents(conn, project, model_id, dataset_id)
             if link["dag_id"] is None:
                 experiment_id = int(
@@ -202,7 +190,7 @@ class ExperimentStore(CatalogStore):
         """
         experiment_id = v.entity_id("experiment_id", experiment_id)
         status = v.choice("status", status, EXPERIMENT_STATUSES)
-        error = v.error_text("error", error)
+        error = self._error_text(error)
         allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
         values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
         if status in TERMINAL:
@@ -211,7 +199,7 @@ class ExperimentStore(CatalogStore):
         else:  # Running (first start, or a cleared task re-running after Failed)
             values["end_time"] = None
             values["error"] = None
-        with self._write() as conn:
+        with self.write() as conn:
             if self.is_postgres:  # (SQLite's RETURNING cannot name the FROM subquery; it has one writer)
                 # The usual move in one statement: lock the row, check the rule, update, return the old status.
                 old = (
@@ -258,9 +246,9 @@ class ExperimentStore(CatalogStore):
     def log_hyperparameters(self, experiment_id: int, hyperparameters: Mapping[str, Any] | str) -> None:
         """Merge ``hyperparameters`` into the experiment's (new keys win)."""
         experiment_id = v.entity_id("experiment_id", experiment_id)
-        params = v.json_object("hyperparameters", hyperparameters) or {}
+        params = self._parameters("hyperparameters", hyperparameters) or {}
         new = cast(literal(params, JSONB), JSONB) if self.is_postgres else func.json(_json_text(params))
-        with self._write() as conn:
+        with self.write() as conn:
             result = conn.execute(
                 update(experiments)
                 .where(experiments.c.experiment_id == experiment_id)
@@ -274,31 +262,16 @@ class ExperimentStore(CatalogStore):
             self._note_writer(conn, experiment_id)
 
     # -- reads --------------------------------------------------------------------------------------
-    def _experiment_query(self) -> Any:
-        return (
-            select(
-                experiments,
-                projects.c.name.label("project"),
-                models.c.name.label("model_name"),
-                models.c.version.label("model_version"),
-                datasets.c.name.label("dataset_name"),
-                datasets.c.version.label("dataset_version"),
-            )
-            .join(projects, projects.c.project_id == experiments.c.project_id)
-            .join(models, models.c.model_id == experiments.c.model_id)
-            .join(datasets, datasets.c.dataset_id == experiments.c.dataset_id)
-        )
-
-    def get_experiment(self, experiment_id: int) -> dict[str, Any]:
+    def get_experiment(self, experiment_id: int) -> ExperimentRow:
         """One experiment with its project, model and dataset names and its tags."""
         experiment_id = v.entity_id("experiment_id", experiment_id)
-        with self._read() as conn:
+        with self.read() as conn:
             row = conn.execute(
-                self._experiment_query().where(experiments.c.experiment_id == experiment_id)
+                self.experiment_query().where(experiments.c.experiment_id == experiment_id)
             ).first()
             if row is None:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
-            result = dict(row._mapping)
+            result = typing.cast(ExperimentRow, dict(row._mapping))
             result["tags"] = self._tags_of(conn, "experiment", experiment_id)
             return result
 
@@ -311,7 +284,7 @@ class ExperimentStore(CatalogStore):
             query = query.where(experiments.c.run_id == run_id)
         if task_id is not None:
             query = query.where(experiments.c.task_id == task_id)
-        with self._read() as conn:
+        with self.read() as conn:
             return rows(conn.execute(query.order_by(experiments.c.experiment_id)))
 
     def list_experiments(
@@ -325,13 +298,13 @@ class ExperimentStore(CatalogStore):
         run_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ExperimentRow]:
         """Experiments, newest first, filtered by project, status, tag, hyperparameter values, DAG."""
         if not isinstance(project, int) or isinstance(project, bool):
             project = v.lookup_name("project", project)
         tag = v.lookup_name("tag", tag)
         dag_id, run_id = (v.filter_text(f, x) for f, x in (("dag_id", dag_id), ("run_id", run_id)))
-        query = self._experiment_query()
+        query = self.experiment_query()
         if project is not None:
             if isinstance(project, int):
                 query = query.where(experiments.c.project_id == project)
@@ -351,7 +324,7 @@ class ExperimentStore(CatalogStore):
                 )
             )
         if hyperparameters:
-            query = query.where(self._params_match(v.json_object("hyperparameters", hyperparameters) or {}))
+            query = query.where(self.params_match(v.json_object("hyperparameters", hyperparameters) or {}))
         if dag_id is not None:
             query = query.where(experiments.c.dag_id == dag_id)
         if run_id is not None:
@@ -359,10 +332,11 @@ class ExperimentStore(CatalogStore):
         limit = v.integer("limit", limit, minimum=1) or 100
         offset = v.integer("offset", offset, minimum=0) or 0
         query = query.order_by(experiments.c.experiment_id.desc()).limit(min(limit, 10_000)).offset(offset)
-        with self._read() as conn:
-            return rows(conn.execute(query))
+        with self.read() as conn:
+            return typing.cast("list[ExperimentRow]", rows(conn.execute(query)))
 
-    def _params_match(self, params: dict[str, Any]) -> Any:
+    def params_match(self, params: dict[str, Any]) -> Any:
+        """A WHERE condition: the hyperparameters hold every key of ``params`` with that value."""
         column = experiments.c.hyperparameters
         if self.is_postgres:  # JSONB containment (a GIN index on hyperparameters is issue 6's work)
             return cast(column, JSONB).op("@>")(cast(literal(params, JSONB), JSONB))

@@ -14,10 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, update
 
-from airflow_mltrack.store.models import Experiment, ExperimentTask
+from airflow_mltrack.store.tables import experiment_tasks
+from airflow_mltrack.store.tables import experiments as _experiments
 
-experiment_tasks = ExperimentTask.__table__
-_experiments = Experiment.__table__
 _KEY = ("experiment_id", "dag_id", "run_id", "task_id", "map_index")
 
 

@@ -1,4 +1,4 @@
-"""Metric payloads: every shape DESIGN.md allows, parsed into rows; anything else is refused.
+"""Metric payloads: every shape docs/operators.md lists, parsed into rows; anything else is refused.
 
 Shapes: ``{"accuracy": 0.93}``; ``{"loss": [0.9, 0.5, 0.3]}`` (index = step);
 ``{"test": {"accuracy": 0.93}, "train": {...}}`` (split first); rows

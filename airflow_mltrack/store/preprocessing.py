@@ -9,16 +9,15 @@ from sqlalchemy import DateTime, bindparam, func, select, update
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import rows, utcnow
-from airflow_mltrack.store.catalog import DatasetInput, ProjectRef, dataset_input, datasets
+from airflow_mltrack.store.base import ProjectRef, StoreBase, rows, utcnow
+from airflow_mltrack.store.catalog import DatasetInput, dataset_input
 from airflow_mltrack.store.experiments import TERMINAL, airflow_link
-from airflow_mltrack.store.metrics import MetricStore
-from airflow_mltrack.store.models import JOB_STATUSES, NAME_LEN, PreprocessingJob
+from airflow_mltrack.store.models import JOB_STATUSES, NAME_LEN
+from airflow_mltrack.store.tables import datasets
+from airflow_mltrack.store.tables import preprocessing_jobs as jobs
 
-jobs = PreprocessingJob.__table__
 
-
-class PreprocessingStore(MetricStore):
+class PreprocessingStore(StoreBase):
     """Record preprocessing jobs and read the dataset lineage they form."""
 
     def record_preprocessing_job(
@@ -54,15 +53,15 @@ class PreprocessingStore(MetricStore):
             "name": name_,
             "input_dataset_id": input_id,
             "output_dataset_id": output_id,
-            "parameters": v.json_object("parameters", parameters),
+            "parameters": self._parameters("parameters", parameters),
             "status": status,
-            "error": v.error_text("error", fields.get("error")),
+            "error": self._error_text(fields.get("error")),
             "end_time": self._job_clock() if status in TERMINAL else None,
             **link,
         }
         if not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
             values["start_time"] = now
-        with self._write() as conn:
+        with self.write() as conn:
             project_id = self._project_id(conn, project)
             if derived is not None:
                 output_id = values["output_dataset_id"] = self._upsert_dataset(conn, project_id, derived)
@@ -95,7 +94,7 @@ class PreprocessingStore(MetricStore):
 
     def get_preprocessing_job(self, job_id: int) -> dict[str, Any]:
         job_id = v.entity_id("job_id", job_id)
-        with self._read() as conn:
+        with self.read() as conn:
             return dict(self._require(conn, jobs, "job_id", job_id, "job_id")._mapping)
 
     def set_preprocessing_status(self, job_id: int, status: str, error: str | None = None) -> None:
@@ -103,8 +102,8 @@ class PreprocessingStore(MetricStore):
         move that won); ``end_time`` comes from the clock ``start_time`` came from, as for experiments."""
         job_id = v.entity_id("job_id", job_id)
         status = v.choice("status", status, JOB_STATUSES)
-        error = v.error_text("error", error)
-        with self._write() as conn:
+        error = self._error_text(error)
+        with self.write() as conn:
             current = conn.execute(
                 select(jobs.c.status).where(jobs.c.job_id == job_id).with_for_update()
             ).scalar_one_or_none()
@@ -133,7 +132,7 @@ class PreprocessingStore(MetricStore):
 
     def list_preprocessing_jobs(self, project: ProjectRef | None = None) -> list[dict[str, Any]]:
         query = select(jobs).order_by(jobs.c.job_id)
-        with self._read() as conn:
+        with self.read() as conn:
             if project is not None:
                 query = query.where(jobs.c.project_id == self._lookup_project_id(conn, project))
             return rows(conn.execute(query))

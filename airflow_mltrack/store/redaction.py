@@ -1,24 +1,29 @@
-"""Which values are secrets, and how they are hidden: one policy for the hook (before a write) and the UI
-(before a read is shown). No Airflow imports: the hook passes in Airflow's ``[core]
-sensitive_var_conn_names`` (see :func:`configure`).
+"""Which values are secrets, and how they are hidden: one :class:`RedactionPolicy`, given to the store
+(``TrackingStore(engine, redaction=...)``), which applies it to every write of hyperparameters, job
+parameters and error texts; the UI applies the same policy before a read is shown. No Airflow imports: the
+hook builds the policy from Airflow's ``[core] sensitive_var_conn_names`` and its secrets masker
+(docs/architecture.md, docs/ui.md "Secrets").
 
 The policy:
 
 - A key is split into words (``dbPassword``, ``db-password``, ``DB_PASSWORD`` -> ``db password``;
-  ``AWSSecretAccessKey`` -> ``aws secret access key``). It is secret when a sensitive name is a whole word
-  run of it (``hf_token`` yes, ``tokenizer`` and ``max_tokens`` no), or when it contains a name the admin
-  listed in ``sensitive_var_conn_names`` (matched anywhere, as Airflow matches them).
+  ``AWSSecretAccessKey`` -> ``aws secret access key``; see :func:`normalize_key`). It is secret when a
+  sensitive name is a whole word run of it (``hf_token`` yes, ``tokenizer`` and ``max_tokens`` no), or when
+  it contains a name the admin listed in ``sensitive_var_conn_names`` (matched anywhere, as Airflow
+  matches them).
 - Every value under a secret key is hidden, at any depth: strings, numbers and booleans (``null`` stays).
 - In other strings, the password of a URL (``postgresql://user:pw@host``), a ``key=value`` / ``key: value``
   pair whose key is secret, a ``Bearer`` token and well-known token formats are hidden
-  (:func:`redact_text`); this is also what hides secrets in an error message.
+  (:func:`redact_text`); this is also what hides secrets in an error message. A policy's ``text_masker``
+  (Airflow's secrets masker, in the hook's policy) then masks what else it knows to be secret.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 REDACTED = "***"
@@ -67,23 +72,9 @@ SECRET_NAMES = frozenset(
     }
 )
 
-_configured: frozenset[str] = frozenset()
-_configured_lock = threading.Lock()
-
 _CAMEL_ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
-
-
-def configure(sensitive_names: Iterable[str] | str | None) -> None:
-    """Add the names of Airflow's ``[core] sensitive_var_conn_names`` (a list, or its comma-separated text);
-    they count when they occur anywhere in a key (lower-cased), as in Airflow."""
-    if isinstance(sensitive_names, str):
-        sensitive_names = sensitive_names.split(",")
-    names = frozenset(n.strip().lower() for n in sensitive_names or () if n and n.strip())
-    global _configured
-    with _configured_lock:
-        _configured = names
 
 
 def normalize_key(name: str) -> str:
@@ -92,21 +83,104 @@ def normalize_key(name: str) -> str:
     return _NON_WORD.sub("_", spaced.lower()).strip("_")
 
 
-def is_secret_key(name: Any) -> bool:
-    """True for a key whose value is hidden: ``password``, ``dbPassword``, ``openaiApiKey``, ``pwd``,
-    ``ssh_key``, ``credentials``, ``hf_token``... (not ``tokenizer``, ``max_tokens``, ``keyboard``)."""
-    if not isinstance(name, str) or not name.strip():
+@dataclass(frozen=True)
+class RedactionPolicy:
+    """Which keys are secret and how secrets are hidden (see the module docstring).
+
+    ``sensitive_names``: extra names (lower-case) that make a key secret wherever they occur in it (Airflow's
+    ``[core] sensitive_var_conn_names``); ``text_masker``: applied to every shown string after the
+    policy's own masking (Airflow's secrets masker, which knows the secrets fetched in this process);
+    ``enabled`` False (:data:`NO_REDACTION`): values pass as given (to write rows as a version before
+    redaction did, for tests of the read side).
+    """
+
+    sensitive_names: frozenset[str] = frozenset()
+    text_masker: Callable[[str], str] | None = None
+    enabled: bool = True
+
+    @classmethod
+    def from_names(
+        cls, names: Iterable[str] | str | None, text_masker: Callable[[str], str] | None = None
+    ) -> RedactionPolicy:
+        """A policy with ``names`` (a list, or the comma-separated text of ``sensitive_var_conn_names``)."""
+        if isinstance(names, str):
+            names = names.split(",")
+        return cls(frozenset(n.strip().lower() for n in names or () if n and n.strip()), text_masker)
+
+    def is_secret_key(self, name: Any) -> bool:
+        """True for a key whose value is hidden: ``password``, ``dbPassword``, ``openaiApiKey``, ``pwd``,
+        ``ssh_key``, ``credentials``, ``hf_token``... (not ``tokenizer``, ``max_tokens``, ``keyboard``)."""
+        if not isinstance(name, str) or not name.strip():
+            return False
+        normalized = normalize_key(name)
+        words = f"_{normalized}_"
+        if any(f"_{field}_" in words for field in SECRET_NAMES):
+            return True
+        # Glued words (``openaiapikey``, ``dbpassword``): the longer names inside them, never ``pin``/``auth``.
+        glued = normalized.replace("_", "")
+        if any(field in glued for field in ("password", "passwd", "apikey", "secretkey", "accesskey")):
+            return True
+        flat = name.strip().lower()
+        return any(field in flat or field in normalized for field in self.sensitive_names)
+
+    def redact_text(self, text: Any) -> Any:
+        """Free text (an error message) with its secrets hidden (:func:`redact_text`, then the masker)."""
+        if not isinstance(text, str) or not self.enabled:
+            return text
+        return self._mask(redact_text(text, self.is_secret_key))
+
+    def redact(self, value: Any, name: Any = None) -> Any:
+        """``value`` with every value under a secret key hidden and secrets inside other strings masked."""
+        if not self.enabled:
+            return value
+        if name is not None and self.is_secret_key(name):
+            return _hide_all(value)
+        if isinstance(value, Mapping):
+            return {k: self.redact(v, k) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact(v) for v in value]
+        if isinstance(value, str):
+            return self.redact_text(value)
+        return value
+
+    def redact_json(self, value: Any) -> Any:
+        """Hyperparameters or job parameters (a dict, or its JSON text) redacted as a dict; anything else
+        as given, for the store's checks to refuse with a clear error."""
+        if not self.enabled:
+            return value
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except (ValueError, RecursionError):
+                return value
+            return self.redact(parsed) if isinstance(parsed, Mapping) else value
+        if isinstance(value, Mapping):
+            return self.redact(value)
+        return value
+
+    def reveals_hidden(self, value: Any, name: Any = None) -> bool:
+        """True if a filter on ``value`` (under ``name``) would test a hidden value: a secret key at any
+        depth, or a string that :meth:`redact_text` would change (or that is ``***`` itself)."""
+        if name is not None and self.is_secret_key(name):
+            return True
+        if isinstance(value, Mapping):
+            return any(self.reveals_hidden(v, k) for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return any(self.reveals_hidden(v) for v in value)
+        if isinstance(value, str):
+            return REDACTED in value or self.redact_text(value) != value
         return False
-    normalized = normalize_key(name)
-    words = f"_{normalized}_"
-    if any(f"_{field}_" in words for field in SECRET_NAMES):
-        return True
-    # Glued words (``openaiapikey``, ``dbpassword``): the longer names inside them, never ``pin``/``auth``.
-    glued = normalized.replace("_", "")
-    if any(field in glued for field in ("password", "passwd", "apikey", "secretkey", "accesskey")):
-        return True
-    flat = name.strip().lower()
-    return any(field in flat or field in normalized for field in _configured)
+
+    def _mask(self, text: str) -> str:
+        if self.text_masker is None or text == REDACTED:
+            return text
+        return self.text_masker(text)
+
+
+#: The policy of a store given none: the sensitive names above, no extra masker (safe by default).
+DEFAULT_POLICY = RedactionPolicy()
+#: Nothing hidden: rows written as a version before store-side redaction wrote them (tests of the read side).
+NO_REDACTION = RedactionPolicy(enabled=False)
 
 
 def _hide_all(value: Any) -> Any:
@@ -119,21 +193,12 @@ def _hide_all(value: Any) -> Any:
     return REDACTED
 
 
-def redact(value: Any, name: Any = None) -> Any:
-    """``value`` with every value under a secret key hidden and secrets inside other strings masked."""
-    if name is not None and is_secret_key(name):
-        return _hide_all(value)
-    if isinstance(value, Mapping):
-        return {k: redact(v, k) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
-
-
 # -- secrets inside free text ---------------------------------------------------------------------
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:?#]*:)(?P<secret>[^\s@/?#]+)(?=@)")
+# A scheme starts after a non-letter (as the leftmost match always did): one scan of a long word, not one
+# per letter of it (10 MB of "x" took hours).
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?<![A-Za-z])[A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:?#]*:)(?P<secret>[^\s@/?#]+)(?=@)"
+)
 _BEARER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})", re.I)
 _KEY_SEP = re.compile(r"(?P<key>[\"']?\b[A-Za-z_][A-Za-z0-9_.\-]*[\"']?)(?P<sep>\s*[=:]\s*)")
 _VALUE = re.compile(r"(?:Bearer|Basic|Token)\s+\S+|\"[^\"]*\"|'[^']*'|[^\s,;&}\]\)]+", re.I)
@@ -144,13 +209,13 @@ _TOKEN_FORMATS = re.compile(
 )
 
 
-def _mask_pairs(text: str) -> str:
+def _mask_pairs(text: str, is_secret: Callable[[str], bool]) -> str:
     """``password=hunter2``, ``"apiKey": "abc"``, ``Authorization: Bearer ...``: the value of each pair whose
     key is secret replaced by ``***`` (quotes kept)."""
     out: list[str] = []
     pos = 0
     for match in _KEY_SEP.finditer(text):
-        if match.start() < pos or not is_secret_key(match.group("key").strip("\"'")):
+        if match.start() < pos or not is_secret(match.group("key").strip("\"'")):
             continue
         value = _VALUE.match(text, match.end())
         if value is None or value.group(0).strip("\"'") == REDACTED:
@@ -163,40 +228,25 @@ def _mask_pairs(text: str) -> str:
     return "".join(out)
 
 
-def redact_text(text: Any) -> Any:
+def redact_text(text: Any, is_secret: Callable[[str], bool] | None = None) -> Any:
     """``text`` (an error message, a hyperparameter string) with the secrets in it replaced by ``***``:
-    URL passwords, ``password=...`` / ``"api_key": "..."`` pairs, ``Bearer`` tokens, well-known token
-    formats (``sk-...``, ``ghp_...``, ``AKIA...``, ``hf_...``, JWTs). Anything but a string is returned as
-    given."""
+    URL passwords, ``password=...`` / ``"api_key": "..."`` pairs (``is_secret`` decides the keys; default:
+    :data:`DEFAULT_POLICY`'s), ``Bearer`` tokens, well-known token formats (``sk-...``, ``ghp_...``,
+    ``AKIA...``, ``hf_...``, JWTs). Anything but a string is returned as given."""
     if not isinstance(text, str) or not text:
         return text
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group("head") + REDACTED, text)
-    text = _mask_pairs(text)
+    text = _mask_pairs(text, is_secret or DEFAULT_POLICY.is_secret_key)
     return _TOKEN_FORMATS.sub(REDACTED, text)
 
 
-def reveals_hidden(value: Any, name: Any = None) -> bool:
-    """True if a filter on ``value`` (under ``name``) would test a hidden value: a secret key at any
-    depth, or a string that :func:`redact_text` would change (or that is ``***`` itself)."""
-    if name is not None and is_secret_key(name):
-        return True
-    if isinstance(value, Mapping):
-        return any(reveals_hidden(v, k) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(reveals_hidden(v) for v in value)
-    if isinstance(value, str):
-        return REDACTED in value or redact_text(value) != value
-    return False
-
-
 __all__ = [
+    "DEFAULT_POLICY",
+    "NO_REDACTION",
     "REDACTED",
     "SECRET_NAMES",
-    "configure",
-    "is_secret_key",
+    "RedactionPolicy",
     "normalize_key",
-    "redact",
     "redact_text",
-    "reveals_hidden",
 ]

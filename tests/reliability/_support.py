@@ -92,7 +92,7 @@ def run_dag(dag_id: str, **conf: Any) -> dict[str, Any]:
 # -- the UI app with SimpleAuthManager ----------------------------------------------------------------
 def enable_auth(tmp_dir: Path) -> None:
     """SimpleAuthManager with the UI tests' users and JWT secret, and a migrated metadata database."""
-    from tests.ui.conftest import auth_env
+    from tests.plugins.conftest import auth_env
 
     os.environ.update(auth_env(tmp_dir))
     migrate_once()

@@ -137,7 +137,7 @@ def check_round(store, writers, round_, shared_ids, dataset_id, model_id, linked
         )
         kept = {tuple(r[c] for c in columns) for r in conn.execute(select(MetricLatest.__table__)).mappings()}
         reference = {
-            tuple(r[c] for c in columns) for r in conn.execute(store._final_values(true())).mappings()
+            tuple(r[c] for c in columns) for r in conn.execute(store.final_values(true())).mappings()
         }
     assert (n_datasets, n_models) == (1, 1)
     # 4 shared + 1 linked (16 racing creators) + 16 unlinked per round (an unlinked create always inserts).

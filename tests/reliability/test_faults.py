@@ -418,8 +418,8 @@ def test_unsaved_rows_survive_strict_json():
     """The Task SDK sends XComs as strict JSON: NaN and +/-inf must not break the ``mltrack_unsaved`` push
     (before the fix every unsaved row was lost), and the backfill must get the very same doubles back."""
     from airflow_mltrack import MLTrackError
-    from airflow_mltrack.backfill import parse_unsaved
     from airflow_mltrack.decorators.tracker import Tracker
+    from airflow_mltrack.reconcile import parse_unsaved
 
     values = [math.nan, math.inf, -math.inf, -0.0, 5e-324, 1.5]
     tracker = Tracker(None, None)  # the store was unreachable at the start

@@ -1,8 +1,9 @@
 """Property tests (hypothesis): the metric payload parser and the metric upsert.
 
-(a) ``parse_metrics``: every generated valid payload of each DESIGN.md shape parses to exactly the rows
-    the test expects (computed here, independently of the parser); every generated invalid payload raises
-    ``MLTrackError`` whose ``field`` starts with ``metrics``, and never any other exception type.
+(a) ``parse_metrics``: every generated valid payload of each shape of docs/operators.md (LogMetricsOperator)
+    parses to exactly the rows the test expects (computed here, independently of the parser); every
+    generated invalid payload raises ``MLTrackError`` whose ``field`` starts with ``metrics``, and never
+    any other exception type.
 (b) ``log_metrics`` on SQLite and PostgreSQL: logging a list of rows twice leaves the same table as logging
     it once, one row per key, each holding the last value given for that key.
 """

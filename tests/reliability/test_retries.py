@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from airflow_mltrack.store import TrackingStore
-from airflow_mltrack.store.metrics import metric_latest, metrics
+from airflow_mltrack.store.tables import metric_latest, metrics
 from tests.support.airflow_db import add_dag_bundle, migrate_once
 
 DAGS = Path(__file__).resolve().parent / "retry_dags"

@@ -128,11 +128,12 @@ def site(pg_server, pg_template, tmp_path_factory):
 
     from airflow_mltrack.store import TrackingStore
     from airflow_mltrack.store.engine import dispose_engines
+    from airflow_mltrack.store.redaction import NO_REDACTION
 
     enable_auth(tmp_path_factory.mktemp("auth"))
     name = f"sec_{uuid.uuid4().hex[:10]}"
     url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
-    values = seed_xss(TrackingStore.from_url(url))
+    values = seed_xss(TrackingStore.from_url(url, redaction=NO_REDACTION))
     engine = create_engine(url)
     with mltrack_client(url) as client:
         yield client, values, engine

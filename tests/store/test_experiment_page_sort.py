@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-from airflow_mltrack.store import TrackingStore, ui_queries
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.reads.experiment_list import ExperimentFilter, experiment_page, metric_keys
+from airflow_mltrack.store.reads.lineage import lineage
 
 
 @pytest.fixture
@@ -47,8 +49,11 @@ def test_every_page_matches_a_python_sort(store, seeded, order, project, limit):
     got: list[int] = []
     offset = 0
     while True:
-        page = ui_queries.experiment_page(
-            store, sort="validation/acc", order=order, project=project, limit=limit, offset=offset
+        page = experiment_page(
+            store,
+            ExperimentFilter(
+                sort=("validation", "acc"), order=order, project=project, limit=limit, offset=offset
+            ),
         )
         assert page["total"] == len(want)
         got += [item["experiment_id"] for item in page["items"]]
@@ -76,7 +81,7 @@ def test_metric_keys_follow_project_and_visibility(store, seeded):
     store.log_metrics(max(seeded), {"b_only": 2.0})
 
     def keys(**kwargs):
-        return [(k["evaluation_set"], k["name"]) for k in ui_queries.metric_keys(store, **kwargs)]
+        return [(k["evaluation_set"], k["name"]) for k in metric_keys(store, **kwargs)]
 
     assert keys() == [("test", "b_only"), ("test", "other"), ("train", "secret"), ("validation", "acc")]
     assert keys(project="a") == [("test", "other"), ("validation", "acc")]
@@ -102,7 +107,7 @@ def test_lineage_lists_the_newest_experiments_and_counts_all(store):
         store.create_experiment("lin", f"e{i}", first if i == 0 else second, raw if i % 2 else clean)
         for i in range(5)
     ]
-    graph = ui_queries.lineage(store, raw, experiment_limit=2)
+    graph = lineage(store, raw, experiment_limit=2)
     assert [e["experiment_id"] for e in graph["experiments"]] == created[::-1][:2]
     assert graph["experiments_total"] == 5
     assert {m["model_id"] for m in graph["models"]} == {first, second}  # e0's model, though not listed

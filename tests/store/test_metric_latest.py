@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import delete, select, true
 
 from airflow_mltrack.store import TrackingStore
-from airflow_mltrack.store.metrics import COPY_THRESHOLD, metric_latest, metrics
+from airflow_mltrack.store.metric_writes import COPY_THRESHOLD
 from airflow_mltrack.store.models import Experiment
+from airflow_mltrack.store.tables import metric_latest, metrics
 
 
 def _num(value: Any) -> float:
@@ -110,7 +111,7 @@ def test_latest_follows_every_batch(experiments):
 
     latest = stored(store)
     with store.engine.connect() as conn:
-        reference = conn.execute(store._final_values(true())).mappings().all()
+        reference = conn.execute(store.final_values(true())).mappings().all()
     assert same(
         latest,
         {

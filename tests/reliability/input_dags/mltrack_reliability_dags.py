@@ -34,7 +34,7 @@ INJECTION = "'; DROP TABLE metrics; --"
 
 def late(value: object) -> str:
     """A template rendering ``value``: the run-time check is the one under test (literal bad arguments
-    are refused when the DAG file is parsed, tests/airflow/test_user_dags.py)."""
+    are refused when the DAG file is parsed, tests/operators/test_user_dags.py)."""
     return f"{{{{ {value!r} }}}}"
 
 

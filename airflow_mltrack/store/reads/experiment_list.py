@@ -1,0 +1,304 @@
+"""The experiment list: one filtered, sorted page, its filter choices and its sort keys.
+
+Functions take the :class:`~airflow_mltrack.store.TrackingStore` first and typed, already-parsed values
+(the HTTP forms of these filters are parsed in ``airflow_mltrack.plugins.filters``); every filter,
+visibility included, is SQL (docs/architecture.md, "Visibility").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from sqlalchemy import and_, func, not_, null, or_, select, true, tuple_
+
+from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.store import tables
+from airflow_mltrack.store import validation as v
+from airflow_mltrack.store.base import float_rows, rows
+from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
+from airflow_mltrack.store.visibility import distinct_values, only_readable, readable
+
+if TYPE_CHECKING:
+    from airflow_mltrack.store import TrackingStore
+
+MAX_PAGE = 500
+MAX_OFFSET = 2**31 - 1  # far past any real page; keeps offset + limit inside every SQL integer type
+SORT_ORDERS = ("desc", "asc")
+
+experiments, projects, metric_latest = tables.experiments, tables.projects, tables.metric_latest
+tags, tag_assignments = tables.tags, tables.tag_assignments
+
+
+@dataclass(frozen=True)
+class ExperimentFilter:
+    """Which experiments, in which order, which page. ``None`` (or empty) means "any"; ``sort`` is
+    ``(evaluation_set, metric name)``: by the final value of that metric, else newest first."""
+
+    project: str | None = None
+    status: str | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    tag: str | None = None
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    sort: tuple[str, str] | None = None
+    order: str = "desc"
+    limit: int = 50
+    offset: int = 0
+
+
+class ExperimentPage(TypedDict):
+    """One page of experiment rows (those of ``store.experiment_query()`` with ``tags``, and
+    ``sort_value`` when sorted by a metric) and the count of every match."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[dict[str, Any]]
+
+
+class MetricKey(TypedDict):
+    evaluation_set: str
+    name: str
+
+
+def experiment_page(
+    store: TrackingStore, where: ExperimentFilter, visible_dag_ids: Collection[str] | None = None
+) -> ExperimentPage:
+    """One page of the experiments matching ``where`` that the reader may see, with their total count.
+
+    Sorted by a metric: experiments with a finite final value by value, then the non-finite ones, then
+    those without the metric (each tier newest first on ties); each row carries ``sort_value``.
+    """
+    limit = v.integer("limit", where.limit, minimum=1)
+    if limit is None or limit > MAX_PAGE:
+        raise MLTrackError("limit", limit, f"must be between 1 and {MAX_PAGE}")
+    offset = v.integer("offset", where.offset, minimum=0) or 0
+    if offset > MAX_OFFSET:
+        raise MLTrackError("offset", offset, f"must be at most {MAX_OFFSET}")
+    order = v.choice("order", where.order, SORT_ORDERS)
+    sort_key = None
+    if where.sort is not None:
+        split, name = where.sort
+        sort_key = v.choice("sort", split, EVALUATION_SETS), v.filter_text("sort", name) or name
+    project, dag_id, run_id, task_id, tag = (
+        v.filter_text(name, value)
+        for name, value in (
+            ("project", where.project),
+            ("dag_id", where.dag_id),
+            ("run_id", where.run_id),
+            ("task_id", where.task_id),
+            ("tag", where.tag),
+        )
+    )
+
+    conditions: list[Any] = []
+    if project:
+        conditions.append(projects.c.name == project)
+    if where.status:
+        conditions.append(experiments.c.status == v.choice("status", where.status, EXPERIMENT_STATUSES))
+    for column, value in ((experiments.c.dag_id, dag_id), (experiments.c.run_id, run_id)):
+        if value:
+            conditions.append(column == value)
+    if task_id:
+        conditions.append(experiments.c.task_id == task_id)
+    if where.map_index is not None:
+        conditions.append(experiments.c.map_index == v.integer("map_index", where.map_index, minimum=-1))
+    if tag:
+        conditions.append(
+            experiments.c.experiment_id.in_(
+                select(tag_assignments.c.entity_id)
+                .join(tags, tags.c.tag_id == tag_assignments.c.tag_id)
+                .where(tag_assignments.c.entity_type == "experiment", tags.c.name == tag)
+            )
+        )
+    if where.hyperparameters:
+        params = v.json_object("hyperparameters", dict(where.hyperparameters)) or {}
+        conditions.append(store.params_match(params))
+    visible = readable(experiments.c.dag_id, visible_dag_ids)
+    if visible is not None:
+        conditions.append(visible)
+
+    def filtered(query: Any) -> Any:
+        """``query`` (over experiments) with the filters; projects joined only to filter by its name."""
+        if project:
+            query = query.join(projects, projects.c.project_id == experiments.c.project_id)
+        return query.where(and_(*conditions)) if conditions else query
+
+    count_query = filtered(select(func.count()).select_from(experiments))
+    with store.read() as conn:
+        total = int(conn.execute(count_query).scalar_one())
+        if sort_key is None:
+            id_order = (
+                experiments.c.experiment_id.desc() if order == "desc" else experiments.c.experiment_id.asc()
+            )
+            query = store.experiment_query()
+            query = (query.where(and_(*conditions)) if conditions else query).order_by(id_order)
+            items = rows(conn.execute(query.limit(limit).offset(offset)))
+        else:
+            page = _metric_sorted_ids(store, conn, filtered, sort_key, order, offset + limit)[offset:]
+            chosen = store.experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
+            by_id = {r["experiment_id"]: r for r in rows(conn.execute(chosen))}
+            items = [{**by_id[i], "sort_value": value} for i, value in page if i in by_id]
+            float_rows(items, ("sort_value",))
+    _attach_tags(store, items)
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+def _metric_sorted_ids(
+    store: TrackingStore, conn: Any, filtered: Any, sort_key: tuple[str, str], order: str, n: int
+) -> list[tuple[int, float | None]]:
+    """The first ``n`` (experiment_id, final value) of the filtered experiments sorted by a metric.
+
+    Three tiers, each its own query and asked only while the page is not full: experiments with a number
+    (by value, ties newest first), then those whose final value is not finite (NaN, +-Infinity: not ranked,
+    as on the leaderboard), then those without the metric
+    (newest first). The first is a walk of ``idx_metric_latest_key_value`` that stops after ``n`` rows,
+    instead of joining every experiment to its value and sorting them all.
+    """
+    split, name = sort_key
+    latest = metric_latest.c
+    of_key = and_(latest.name == name, latest.evaluation_set == split)
+    valued = filtered(
+        select(latest.experiment_id, latest.value).join(
+            experiments, experiments.c.experiment_id == latest.experiment_id
+        )
+    ).where(of_key)
+    newest = latest.experiment_id.desc()
+    tiers = [
+        valued.where(store.finite(latest.value)).order_by(
+            latest.value.desc() if order == "desc" else latest.value.asc(), newest
+        ),
+        # NaN is NULL on SQLite (no comparison passes it): named, as NOT of an unknown would drop it too.
+        valued.where(or_(latest.value.is_(None), not_(store.finite(latest.value)))).order_by(newest),
+        filtered(select(experiments.c.experiment_id, null().label("value")))
+        .where(
+            ~select(latest.experiment_id)
+            .where(of_key, latest.experiment_id == experiments.c.experiment_id)
+            .exists()
+        )
+        .order_by(experiments.c.experiment_id.desc()),
+    ]
+    found: list[tuple[int, float | None]] = []
+    for number, tier in enumerate(tiers):
+        if len(found) >= n:
+            break
+        for i, value in conn.execute(tier.limit(n - len(found))):
+            # The non-finite tier's NULL is SQLite's NaN; the last tier's NULL means "no value".
+            found.append((int(i), math.nan if value is None and number == 1 else value))
+    return found
+
+
+def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
+    """Set ``tags`` (sorted names) on experiment rows, in one query."""
+    by_id: dict[int, list[str]] = {row["experiment_id"]: [] for row in items}
+    for row in items:
+        row["tags"] = by_id[row["experiment_id"]]
+    if not by_id:
+        return
+    query = (
+        select(tag_assignments.c.entity_id, tags.c.name)
+        .join(tags, tags.c.tag_id == tag_assignments.c.tag_id)
+        .where(tag_assignments.c.entity_type == "experiment", tag_assignments.c.entity_id.in_(list(by_id)))
+        .order_by(tags.c.name)
+    )
+    with store.read() as conn:
+        for entity_id, name in conn.execute(query):
+            by_id[int(entity_id)].append(name)
+
+
+def metric_keys(
+    store: TrackingStore, project: str | None = None, visible_dag_ids: Collection[str] | None = None
+) -> list[MetricKey]:
+    """Distinct (evaluation_set, metric name) pairs logged in a project (or anywhere): the sort choices.
+
+    On PostgreSQL the distinct keys of ``metric_latest`` come from a skip scan of its key index (a
+    recursive CTE that jumps from key to key: one probe per key, not one row per experiment), and each
+    key is kept if one visible experiment of the project has it.
+    """
+    latest = metric_latest.c
+    if store.is_postgres:
+        seen = metric_latest.alias("seen")
+        first = (
+            select(seen.c.name, seen.c.evaluation_set).order_by(seen.c.name, seen.c.evaluation_set).limit(1)
+        )
+        keys = first.cte("metric_keys", recursive=True)
+        later = metric_latest.alias("later")
+        step = (
+            select(later.c.name, later.c.evaluation_set)
+            .where(tuple_(later.c.name, later.c.evaluation_set) > tuple_(keys.c.name, keys.c.evaluation_set))
+            .order_by(later.c.name, later.c.evaluation_set)
+            .limit(1)
+            .lateral("next_key")
+        )
+        keys = keys.union_all(select(step.c.name, step.c.evaluation_set).select_from(keys).join(step, true()))
+        used = (
+            select(latest.experiment_id)
+            .join(experiments, experiments.c.experiment_id == latest.experiment_id)
+            .where(latest.name == keys.c.name, latest.evaluation_set == keys.c.evaluation_set)
+        )
+        query = select(keys.c.evaluation_set, keys.c.name)
+    else:
+        used = select(latest.experiment_id).join(
+            experiments, experiments.c.experiment_id == latest.experiment_id
+        )
+        query = select(latest.evaluation_set, latest.name).distinct()
+    if project:
+        used = used.join(projects, projects.c.project_id == experiments.c.project_id).where(
+            projects.c.name == project
+        )
+    used = only_readable(used, experiments.c.dag_id, visible_dag_ids)
+    if store.is_postgres:
+        # LATERAL .. LIMIT 1 keeps it a probe per key (an EXISTS would be planned as a join of every row).
+        hit = used.limit(1).lateral("hit")
+        query = query.select_from(keys).join(hit, true()).order_by(keys.c.evaluation_set, keys.c.name)
+    else:
+        query = query.where(latest.experiment_id.in_(used)).order_by(latest.evaluation_set, latest.name)
+    with store.read() as conn:
+        return rows(conn.execute(query))  # type: ignore[return-value]
+
+
+def filter_choices(
+    store: TrackingStore, visible_dag_ids: Collection[str] | None = None
+) -> dict[str, list[str]]:
+    """Values for the experiment filters: projects, visible DAG ids and the tags of visible experiments."""
+    values = distinct_values(store, experiments.c.dag_id).subquery()
+    dag_query = select(values.c.value).order_by(values.c.value)
+    if visible_dag_ids is not None:
+        dag_query = dag_query.where(values.c.value.in_(sorted(visible_dag_ids)))
+    tag_query = (
+        select(tags.c.name)
+        .join(tag_assignments, tag_assignments.c.tag_id == tags.c.tag_id)
+        .where(tag_assignments.c.entity_type == "experiment")
+        .distinct()
+        .order_by(tags.c.name)
+    )
+    visible = readable(experiments.c.dag_id, visible_dag_ids)
+    if visible is not None:  # only tags of experiments the reader may see
+        tag_query = tag_query.where(
+            tag_assignments.c.entity_id.in_(select(experiments.c.experiment_id).where(visible))
+        )
+    with store.read() as conn:
+        return {
+            "projects": list(conn.execute(select(projects.c.name).order_by(projects.c.name)).scalars()),
+            "dag_ids": list(conn.execute(dag_query).scalars()),
+            "tags": list(conn.execute(tag_query).scalars()),
+            "statuses": list(EXPERIMENT_STATUSES),
+        }
+
+
+__all__ = [
+    "MAX_OFFSET",
+    "MAX_PAGE",
+    "SORT_ORDERS",
+    "ExperimentFilter",
+    "ExperimentPage",
+    "MetricKey",
+    "experiment_page",
+    "filter_choices",
+    "metric_keys",
+]
