@@ -53,6 +53,18 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+
+def _system_tool(name: str) -> str:
+    """``name`` from PATH, else from the sbin folders a login shell has (``runuser``, ``useradd`` live there
+    and a minimal PATH such as ``/usr/bin:/bin`` lacks them)."""
+    for folder in ("/usr/sbin", "/sbin"):
+        if shutil.which(name) is None and os.access(os.path.join(folder, name), os.X_OK):
+            return os.path.join(folder, name)
+    return name
+
+
+RUNUSER = _system_tool("runuser")
+USERADD = _system_tool("useradd")
 ENV_URL = "MLTRACK_TEST_PG_URL"
 ENV_DIR = "MLTRACK_TEST_PG_DIR"
 MIN_VERSION = 15
@@ -88,7 +100,7 @@ except BaseException:
 if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
     argv = [pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"]
     if user:
-        argv = ["runuser", "-u", user, "--", *argv]
+        argv = [RUNUSER, "-u", user, "--", *argv]
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
 shutil.rmtree(base_dir, ignore_errors=True)
 """
@@ -149,7 +161,7 @@ def _os_user() -> str:
         except KeyError:
             pass
     subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
+        [USERADD, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
         check=True,
         capture_output=True,
     )
@@ -471,7 +483,7 @@ class TempPostgres:
 
     def _user_can_enter(self, path: Path) -> bool:
         result = subprocess.run(
-            ["runuser", "-u", str(self.os_user), "--", "test", "-x", str(path.parent)],
+            [RUNUSER, "-u", str(self.os_user), "--", "test", "-x", str(path.parent)],
             capture_output=True,
         )
         return result.returncode == 0
@@ -485,7 +497,7 @@ class TempPostgres:
 
     def _run(self, argv: list[str], timeout: float = 120, input_text: str | None = None) -> str:
         if self.os_user is not None:
-            argv = ["runuser", "-u", self.os_user, "--", *argv]
+            argv = [RUNUSER, "-u", self.os_user, "--", *argv]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.setdefault("LC_ALL", "C")
         result = subprocess.run(
