@@ -9,6 +9,7 @@ can live in the same database as Airflow's metadata (whose version table is ``al
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import threading
@@ -328,11 +329,15 @@ def check_drift(url: str | Engine) -> list[str]:
                 "include_object": _include_object_for(conn.dialect.name),
             },
         )
-        diffs = [
-            diff
-            for diff in _flatten(compare_metadata(context, Base.metadata))
-            if not _nullable_here(diff, Base.metadata, conn.dialect.name)
-        ]
+        # Alembic logs every difference it detects at INFO; the lines below are the report.
+        quiet = logging.getLogger("alembic.autogenerate")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)
+        try:
+            found = _flatten(compare_metadata(context, Base.metadata))
+        finally:
+            quiet.setLevel(level)
+        diffs = [diff for diff in found if not _nullable_here(diff, Base.metadata, conn.dialect.name)]
         lines = [_describe(diff, conn.dialect) for diff in diffs]
         lines += _predicate_drift(conn, Base.metadata)
         return sorted(lines)
