@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import or_, select, true
+from sqlalchemy import select
 from sqlalchemy.sql import Select
 
 from airflow_mltrack.errors import NotFoundError
@@ -28,6 +28,7 @@ from airflow_mltrack.store.records import (
     LeaderboardRow,
 )
 from airflow_mltrack.store.tables import experiments, metric_latest, metrics
+from airflow_mltrack.store.visibility import only_readable
 
 #: Statuses a leaderboard ranks by default: not Failed or Cancelled (issue 11, item 3).
 RANKED_STATUSES = ("Pending", "Running", "Completed")
@@ -194,15 +195,12 @@ class MetricStore(StoreBase):
                     final.c.evaluation_set == split,
                     self.finite(final.c.value),
                     experiments.c.status.in_(statuses),
-                    true()
-                    if visible_dag_ids is None
-                    else or_(
-                        experiments.c.dag_id.is_(None), experiments.c.dag_id.in_(sorted(visible_dag_ids))
-                    ),
                 )
                 .order_by(order, experiments.c.experiment_id)
                 .limit(limit)
             )
+            # The one visibility condition of every list (before the LIMIT: WHERE applies to the select).
+            query = only_readable(query, experiments.c.dag_id, visible_dag_ids)
             result = rows(conn.execute(query))
         for rank, row in enumerate(result, start=1):
             row["rank"] = rank
