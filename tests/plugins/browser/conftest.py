@@ -1,6 +1,10 @@
-"""End to end in headless Chromium: a real ``airflow api-server`` with this plugin, signed in through the
-real login page; the ML Tracking nav entry, an experiment with its uPlot charts, the compare view and the
-DAG-run tab.
+"""The browser harness: ONE real ``airflow api-server`` with this plugin and ONE headless Chromium for every
+browser test of the session (each test module opens its own contexts; starting a server costs ~40 s).
+
+The server reads a seeded PostgreSQL tracking database (``browser_pg``: (url, ids) of
+``tests.plugins.conftest.seed``); a test that needs more rows writes them through
+``TrackingStore.from_url(url)`` (the server reads live). Use :func:`sign_in` for a signed-in context,
+:func:`shot` / :func:`publish` for screenshots, :func:`canvas_drawn` to check that a chart was drawn.
 
 Needs ``/usr/bin/chromium`` (scripts/test.sh installs the Debian package) and the ``playwright`` Python
 package (test extra); the browser bundled by ``playwright install`` is never used. Screenshots go to
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.conftest import DEMO_DAG, DEMO_RUN, USERS, auth_env
+from tests.plugins.conftest import DEMO_DAG, DEMO_RUN, USERS, auth_env, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -90,10 +94,31 @@ def _wait_healthy(base: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"airflow api-server not healthy after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def airflow_server(tmp_path_factory, seeded_pg):
+@pytest.fixture(scope="session")
+def browser_pg(pg_server, pg_template):
+    """The PostgreSQL tracking database the browser tests' server reads, seeded once: (url, ids)."""
+    import uuid
+
+    from airflow_mltrack.store.engine import dispose_engines
+
+    name = f"browser_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name, template=pg_template, strategy="FILE_COPY")
+    ids = seed(url)
+    dispose_engines()
+    yield url, ids
+    dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def seeded_pg(browser_pg):
+    """The browser tests' name for :func:`browser_pg` (the same database, for the whole session)."""
+    return browser_pg
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory, browser_pg):
     """A real ``airflow api-server`` on a free loopback port with a demo DAG run; yields its base URL."""
-    url, _ = seeded_pg
+    url, _ = browser_pg
     home = tmp_path_factory.mktemp("ui-browser-home")
     dags = home / "dags"
     dags.mkdir()
@@ -152,7 +177,7 @@ def airflow_server(tmp_path_factory, seeded_pg):
         shutil.copy(log, ARTIFACTS / "api-server.log")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does it: apt-get install chromium)"
@@ -163,6 +188,23 @@ def browser():
         instance = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+def sign_in(browser, base: str, user: str = "admin", viewport: tuple[int, int] = (1440, 1000)):
+    """A new browser context signed in as ``user`` (one of ``USERS``) through Airflow's real login page;
+    returns (context, page) with the page on the Airflow home page."""
+    context = browser.new_context(
+        viewport={"width": viewport[0], "height": viewport[1]}, color_scheme="light"
+    )
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{base}/")
+    page.wait_for_url("**/auth/login**")
+    page.locator("input[name='username']").fill(user)
+    page.locator("input[name='password']").fill(USERS[user][1])
+    page.locator("button[type='submit']").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u)
+    return context, page
 
 
 def _shot(page, name: str) -> Path:
@@ -200,82 +242,7 @@ def _canvas_drawn(frame) -> bool:
     )
 
 
-def test_signed_in_user_browses_ml_tracking(airflow_server, browser, seeded_pg):
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=STEP_TIMEOUT_MS)  # a cold API server is slow on its first pages
-    ids = seeded_pg[1]
-    base = airflow_server
-    context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme="light")
-    context.set_default_timeout(STEP_TIMEOUT_MS)
-    page = context.new_page()
-    console_errors: list[str] = []
-    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-    try:
-        # Anonymous: the app answers 401, not the UI's catch-all index.html.
-        anonymous = page.request.get(f"{base}/mltrack/api/experiments")
-        assert anonymous.status == 401
-
-        # Sign in through the real login page.
-        page.goto(f"{base}/")
-        page.wait_for_url("**/auth/login**")
-        username, password = "admin", USERS["admin"][1]
-        page.locator("input[name='username']").fill(username)
-        page.locator("input[name='password']").fill(password)
-        page.locator("button[type='submit']").click()
-        page.wait_for_url(lambda u: "/auth/login" not in u)
-        assert any(c["name"] == "_token" for c in context.cookies())
-
-        # "ML Tracking" from the Airflow nav opens the experiments page in the plugin iframe.
-        page.get_by_role("link", name="ML Tracking").first.click()
-        page.wait_for_url("**/plugin/mltrack")
-        frame = page.frame_locator("iframe").first
-        expect(frame.locator("h1")).to_have_text("Experiments")
-        expect(frame.get_by_role("link", name="baseline", exact=True)).to_be_visible()
-        _shot(page, "01-experiments")
-
-        # An experiment: metadata, metric table and drawn uPlot charts.
-        frame.get_by_role("link", name="baseline", exact=True).click()
-        expect(frame.locator("h1")).to_contain_text("baseline")
-        expect(frame.locator("#metric-table")).to_contain_text("accuracy")
-        expect(frame.locator("#charts .uplot canvas").first).to_be_visible()
-        expect(frame.locator("#charts")).to_have_attribute("data-charts", "1")
-        assert _canvas_drawn(frame.locator("body"))
-        expect(frame.get_by_role("link", name=DEMO_RUN)).to_have_attribute(
-            "href", f"../../dags/{DEMO_DAG}/runs/{DEMO_RUN}"
-        )
-        _shot(page, "experiment-in-airflow")
-        _publish(_direct_shot(context, f"{base}/mltrack/experiments/{ids['baseline']}", "experiment"))
-
-        # Compare two experiments, ticked in the list.
-        frame.get_by_role("link", name="Experiments", exact=True).first.click()
-        expect(frame.locator("h1")).to_have_text("Experiments")
-        frame.locator(f"input[name='ids'][value='{ids['baseline']}']").check()
-        frame.locator(f"input[name='ids'][value='{ids['tuned']}']").check()
-        frame.get_by_role("button", name="Compare selected").click()
-        expect(frame.locator("h1")).to_have_text("Compare 2 experiments")
-        expect(frame.locator("#param-table tr.diff")).to_contain_text("learning_rate")
-        expect(frame.locator("#charts")).to_have_attribute("data-charts", "2")
-        assert _canvas_drawn(frame.locator("body"))
-        _shot(page, "compare-in-airflow")
-        _publish(
-            _direct_shot(context, f"{base}/mltrack/compare?ids={ids['baseline']},{ids['tuned']}", "compare")
-        )
-
-        # The DAG-run tab lists the run's experiments.
-        page.goto(f"{base}/dags/{DEMO_DAG}/runs/{DEMO_RUN}")
-        # The tab bar may also render hidden copies of its links (overflow menu): take a visible one.
-        tab = page.locator("a[href*='plugin/mltrack-run']:visible").filter(has_text="Experiments").first
-        expect(tab).to_be_visible()
-        tab.click()
-        page.wait_for_url(f"**/dags/{DEMO_DAG}/runs/{DEMO_RUN}/plugin/mltrack-run")
-        frame = page.frame_locator("iframe").first
-        expect(frame.locator("h1")).to_contain_text(DEMO_RUN)
-        expect(frame.get_by_role("link", name="tuned", exact=True)).to_be_visible()
-        _shot(page, "dag-run-tab")
-    except Exception:
-        _shot(page, "failure")
-        raise
-    finally:
-        context.close()
-    assert not [e for e in console_errors if "mltrack" in e.lower()], console_errors
+shot = _shot
+publish = _publish
+canvas_drawn = _canvas_drawn
+direct_shot = _direct_shot
