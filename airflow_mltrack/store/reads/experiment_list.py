@@ -7,18 +7,20 @@ visibility included, is SQL (docs/architecture.md, "Visibility").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from sqlalchemy import and_, func, not_, null, or_, select, true, tuple_
+from sqlalchemy import and_, func, select, true, tuple_
 
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.store import tables
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import float_rows, rows
 from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
+from airflow_mltrack.store.reads.experiment_columns import MAX_COLUMNS, attach_columns, column_choices
+from airflow_mltrack.store.reads.experiment_order import page_ids, page_window
+from airflow_mltrack.store.search import Compiler, Key, OrderKey, parse_columns, parse_filter, parse_order_by
 from airflow_mltrack.store.visibility import distinct_values, only_readable, readable
 
 if TYPE_CHECKING:
@@ -34,8 +36,11 @@ tags, tag_assignments = tables.tags, tables.tag_assignments
 
 @dataclass(frozen=True)
 class ExperimentFilter:
-    """Which experiments, in which order, which page. ``None`` (or empty) means "any"; ``sort`` is
-    ``(evaluation_set, metric name)``: by the final value of that metric, else newest first."""
+    """Which experiments, in which order, which page, with which columns. ``None`` (or empty) means
+    "any". ``search``: a filter in the search language (:mod:`airflow_mltrack.store.search`), AND-ed with
+    the other fields; ``order_by``: its order-by clauses (``metrics.test.accuracy DESC``); ``sort`` is the
+    older ``(evaluation_set, metric name)`` form with ``order``; neither: newest first. ``columns``: keys
+    whose values each row carries in ``columns``."""
 
     project: str | None = None
     status: str | None = None
@@ -49,16 +54,20 @@ class ExperimentFilter:
     order: str = "desc"
     limit: int = 50
     offset: int = 0
+    search: str | None = None
+    order_by: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 class ExperimentPage(TypedDict):
-    """One page of experiment rows (those of ``store.experiment_query()`` with ``tags``, and
-    ``sort_value`` when sorted by a metric) and the count of every match."""
+    """One page of experiment rows (those of ``store.experiment_query()`` with ``tags``, ``columns``, and
+    ``sort_value`` when sorted by one metric), the count of every match and the columns' descriptions."""
 
     total: int
     limit: int
     offset: int
     items: list[dict[str, Any]]
+    columns: list[dict[str, str]]
 
 
 class MetricKey(TypedDict):
@@ -129,68 +138,38 @@ def experiment_page(
             query = query.join(projects, projects.c.project_id == experiments.c.project_id)
         return query.where(and_(*conditions)) if conditions else query
 
-    count_query = filtered(select(func.count()).select_from(experiments))
+    node = parse_filter(where.search)
+    keys = parse_order_by(list(where.order_by))
+    if not keys and sort_key is not None:
+        keys = [OrderKey(Key("metrics", sort_key[1], "sort", split=sort_key[0]), descending=order == "desc")]
+    column_keys = parse_columns(list(where.columns))
+    if len(column_keys) > MAX_COLUMNS:
+        raise MLTrackError("columns", len(column_keys), f"at most {MAX_COLUMNS} columns")
     with store.read() as conn:
+        compiler = Compiler(store, conn)
+        if node is not None:
+            conditions.append(compiler.condition(node))
+        count_query = filtered(select(func.count()).select_from(experiments))
         total = int(conn.execute(count_query).scalar_one())
-        if sort_key is None:
-            id_order = (
-                experiments.c.experiment_id.desc() if order == "desc" else experiments.c.experiment_id.asc()
-            )
-            query = store.experiment_query()
-            query = (query.where(and_(*conditions)) if conditions else query).order_by(id_order)
-            items = rows(conn.execute(query.limit(limit).offset(offset)))
-        else:
-            page = _metric_sorted_ids(store, conn, filtered, sort_key, order, offset + limit)[offset:]
+        if keys:
+            page = page_ids(store, conn, compiler, filtered, keys, (total, offset, limit))
             chosen = store.experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
             by_id = {r["experiment_id"]: r for r in rows(conn.execute(chosen))}
-            items = [{**by_id[i], "sort_value": value} for i, value in page if i in by_id]
-            float_rows(items, ("sort_value",))
+            one_metric = len(keys) == 1 and keys[0].key.entity == "metrics"
+            items = [{**by_id[i], **({"sort_value": v} if one_metric else {})} for i, v in page if i in by_id]
+            if one_metric:
+                float_rows(items, ("sort_value",))
+        else:
+            reverse, start, count = page_window(total, offset, limit)
+            newest = experiments.c.experiment_id
+            id_order = newest.desc() if (order == "desc") != reverse else newest.asc()
+            query = store.experiment_query()
+            query = (query.where(and_(*conditions)) if conditions else query).order_by(id_order)
+            items = rows(conn.execute(query.limit(count).offset(start))) if count > 0 else []
+            items = items[::-1] if reverse else items
+        described = attach_columns(store, conn, compiler, items, column_keys)
     _attach_tags(store, items)
-    return {"total": total, "limit": limit, "offset": offset, "items": items}
-
-
-def _metric_sorted_ids(
-    store: TrackingStore, conn: Any, filtered: Any, sort_key: tuple[str, str], order: str, n: int
-) -> list[tuple[int, float | None]]:
-    """The first ``n`` (experiment_id, final value) of the filtered experiments sorted by a metric.
-
-    Three tiers, each its own query and asked only while the page is not full: experiments with a number
-    (by value, ties newest first), then those whose final value is not finite (NaN, +-Infinity: not ranked,
-    as on the leaderboard), then those without the metric
-    (newest first). The first is a walk of ``idx_metric_latest_key_value`` that stops after ``n`` rows,
-    instead of joining every experiment to its value and sorting them all.
-    """
-    split, name = sort_key
-    latest = metric_latest.c
-    of_key = and_(latest.name == name, latest.evaluation_set == split)
-    valued = filtered(
-        select(latest.experiment_id, latest.value).join(
-            experiments, experiments.c.experiment_id == latest.experiment_id
-        )
-    ).where(of_key)
-    newest = latest.experiment_id.desc()
-    tiers = [
-        valued.where(store.finite(latest.value)).order_by(
-            latest.value.desc() if order == "desc" else latest.value.asc(), newest
-        ),
-        # NaN is NULL on SQLite (no comparison passes it): named, as NOT of an unknown would drop it too.
-        valued.where(or_(latest.value.is_(None), not_(store.finite(latest.value)))).order_by(newest),
-        filtered(select(experiments.c.experiment_id, null().label("value")))
-        .where(
-            ~select(latest.experiment_id)
-            .where(of_key, latest.experiment_id == experiments.c.experiment_id)
-            .exists()
-        )
-        .order_by(experiments.c.experiment_id.desc()),
-    ]
-    found: list[tuple[int, float | None]] = []
-    for number, tier in enumerate(tiers):
-        if len(found) >= n:
-            break
-        for i, value in conn.execute(tier.limit(n - len(found))):
-            # The non-finite tier's NULL is SQLite's NaN; the last tier's NULL means "no value".
-            found.append((int(i), math.nan if value is None and number == 1 else value))
-    return found
+    return {"total": total, "limit": limit, "offset": offset, "items": items, "columns": described}
 
 
 def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
@@ -292,12 +271,14 @@ def filter_choices(
 
 
 __all__ = [
+    "MAX_COLUMNS",
     "MAX_OFFSET",
     "MAX_PAGE",
     "SORT_ORDERS",
     "ExperimentFilter",
     "ExperimentPage",
     "MetricKey",
+    "column_choices",
     "experiment_page",
     "filter_choices",
     "metric_keys",
