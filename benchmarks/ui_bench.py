@@ -44,6 +44,53 @@ from benchmarks._common import (
 from tests.plugins.conftest import auth_env
 from tests.support.airflow_db import migrate
 
+#: The runs explorer's targets (issue 13): a 2-clause metric filter, sorted by another metric, with 5 metric
+#: and 5 param columns; the experiment page and compare of experiments with a 10,000-step curve.
+EXPLORER_FILTER = "metrics.validation.accuracy > 0.9 and metrics.validation.loss < 0.25"
+EXPLORER_ORDER = "metrics.validation.f1 DESC"
+EXPLORER_COLUMNS = ",".join(
+    [f"metrics.validation.{m}" for m in ("accuracy", "loss", "f1", "precision", "recall")]
+    + [f"params.{p}" for p in ("learning_rate", "optimizer", "batch_size", "epochs", "dropout")]
+)
+LONG_CURVE_STEPS = 10_000
+
+
+def long_curve_ids(n: int) -> list[int]:
+    """The experiments given a 10,000-step curve (``add_long_curves``)."""
+    return [n // 3 + i for i in range(3)]
+
+
+def add_long_curves(url: str, n: int) -> None:
+    """A 10,000-step ``curve`` on train (a NaN every 1,000 steps) for each of ``long_curve_ids``: with the
+    seed's 5 metrics x 2 splits, "a 10k-step curve and 5 other metrics"."""
+    import math
+
+    store = TrackingStore.from_url(url)
+    for experiment_id in long_curve_ids(n):
+        values = [math.nan if s % 1000 == 999 else 1.0 / (1 + s / 100) for s in range(LONG_CURVE_STEPS)]
+        store.log_metrics(experiment_id, {"curve": values}, evaluation_set="train")
+
+
+def explorer_routes(url: str, n: int) -> list[tuple[str, str]]:
+    """The issue-13 routes; the last page's offset from the filter's count."""
+    from urllib.parse import urlencode
+
+    store = TrackingStore.from_url(url)
+    total = experiment_page(store, ExperimentFilter(search=EXPLORER_FILTER, limit=1))["total"]
+    query = {"filter": EXPLORER_FILTER, "order_by": EXPLORER_ORDER, "columns": EXPLORER_COLUMNS}
+    last = {**query, "offset": max((total - 1) // 50 * 50, 0)}
+    long_ids = long_curve_ids(n)
+    hundred = ",".join(str(1 + i * (n // 100)) for i in range(100))
+    return [
+        ("13: explorer filter+sort+10 columns (page)", f"/mltrack/experiments?{urlencode(query)}"),
+        ("13: explorer filter+sort+10 columns (api)", f"/mltrack/api/experiments?{urlencode(query)}"),
+        ("13: explorer ... last page (page)", f"/mltrack/experiments?{urlencode(last)}"),
+        ("13: explorer ... last page (api)", f"/mltrack/api/experiments?{urlencode(last)}"),
+        ("13: experiment with 10k-step curve (page)", f"/mltrack/experiments/{long_ids[0]}"),
+        ("13: compare 3 with 10k-step curves (page)", f"/mltrack/compare?ids={','.join(map(str, long_ids))}"),
+        ("13: compare 100 (page)", f"/mltrack/compare?ids={hundred}"),
+    ]
+
 
 def routes(n: int) -> list[tuple[str, str]]:
     mid = n // 2 + 1  # a Completed one? any: all have metrics
@@ -126,7 +173,7 @@ def bench_ui(url: str, n: int, repeat: int, console: Console) -> dict[str, dict[
     with TestClient(parent) as client:
         token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
         headers = {"Authorization": f"Bearer {token}"}
-        for label, path in routes(n):
+        for label, path in explorer_routes(url, n) + routes(n):
 
             def call(path: str = path) -> Any:
                 response = client.get(path, headers=headers)
@@ -175,6 +222,12 @@ def explain_queries(url: str) -> dict[str, list[str]]:
         "experiments project+status filter, sort validation/accuracy": lambda: experiment_page(
             store, ExperimentFilter(project="proj_1", status="Completed", sort=("validation", "accuracy"))
         ),
+        "experiments explorer filter+sort+columns": lambda: experiment_page(
+            store,
+            ExperimentFilter(
+                search=EXPLORER_FILTER, order_by=(EXPLORER_ORDER,), columns=tuple(EXPLORER_COLUMNS.split(","))
+            ),
+        ),
         "metric history": lambda: store.metric_history(12345, "loss", "train"),
         "experiments page 50": lambda: experiment_page(store, ExperimentFilter(offset=49 * 50)),
         "metric-keys": lambda: metric_keys(store, None, None),
@@ -199,6 +252,7 @@ def run_size(n: int, m: int, repeat: int, explain: bool, console: Console) -> di
         machine = machine_info(pg)
         url = migrated_database(pg, "uibench")
         seeding = seed_at_scale(pg, "uibench", n, m, console)
+        add_long_curves(url, n)
         results = bench_ui(url, n, repeat, console)
         plans = {}
         if explain:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, and_, func, literal_column, select
+from sqlalchemy import Connection, Engine, Table, and_, func, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
@@ -112,6 +112,17 @@ class StoreBase:
             )
         return and_(
             func.typeof(column) != "text", column > literal_column("-9e999"), column < literal_column("9e999")
+        )
+
+    def non_finite(self, column: Any) -> Any:
+        """NaN or +-Infinity, as an equality the (name, split, value) index serves (not ``NOT finite``,
+        which reads every row of the key). SQLite: NaN is NULL, the infinities are +-9e999 (or old text)."""
+        if self.is_postgres:
+            return column.in_([literal_column(f"'{v}'::float8") for v in ("NaN", "Infinity", "-Infinity")])
+        return or_(
+            column.is_(None),
+            column.in_([literal_column("9e999"), literal_column("-9e999")]),
+            func.typeof(column) == "text",
         )
 
     def experiment_query(self) -> Any:

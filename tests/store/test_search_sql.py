@@ -287,3 +287,40 @@ def test_column_choices_offer_logged_keys(store: TrackingStore, seeded: dict[int
     assert choices["metrics"] == ["metrics.test.loss", "metrics.validation.accuracy"]
     assert "params.model.depth" in choices["params"] and "params.lr" in choices["params"]
     assert "params.api_key" not in choices["params"]
+
+
+def test_count_stops_at_the_cap_and_the_last_page_reads_from_the_end(
+    store: TrackingStore, seeded: dict[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_mltrack.store.reads import experiment_list
+
+    order = ("attributes.name DESC",)
+    every = [
+        row["experiment_id"]
+        for row in experiment_page(store, ExperimentFilter(order_by=order, limit=N))["items"]
+    ]
+    assert len(every) == N
+    monkeypatch.setattr(experiment_list, "COUNT_CAP", 7)
+    first = experiment_page(store, ExperimentFilter(order_by=order, limit=5))
+    assert (first["total"], first["total_exact"]) == (7, False)
+    assert [row["experiment_id"] for row in first["items"]] == every[:5]
+    deep = experiment_page(
+        store, ExperimentFilter(order_by=order, limit=5, offset=20)
+    )  # past the cap: forward
+    assert [row["experiment_id"] for row in deep["items"]] == every[20:]
+    last = experiment_page(store, ExperimentFilter(order_by=order, limit=5, from_end=True))
+    assert [row["experiment_id"] for row in last["items"]] == every[-5:]
+    assert (last["from_end"], last["offset"]) == (True, 0)
+    before = experiment_page(store, ExperimentFilter(order_by=order, limit=5, offset=5, from_end=True))
+    assert [row["experiment_id"] for row in before["items"]] == every[-10:-5]
+    newest = experiment_page(store, ExperimentFilter(limit=5, from_end=True))  # newest first: the oldest 5
+    assert [row["experiment_id"] for row in newest["items"]] == sorted(seeded, reverse=True)[-5:]
+    monkeypatch.setattr(experiment_list, "COUNT_CAP", 1000)
+    exact = experiment_page(store, ExperimentFilter(order_by=order, limit=5, from_end=True))
+    assert (exact["total"], exact["total_exact"], exact["from_end"], exact["offset"]) == (
+        N,
+        True,
+        False,
+        N - 5,
+    )
+    assert [row["experiment_id"] for row in exact["items"]] == every[-5:]

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 500
 MAX_OFFSET = 2**31 - 1  # far past any real page; keeps offset + limit inside every SQL integer type
+#: Matches are counted exactly up to this many; past it the count stops (``total_exact`` False) and the
+#: last page is read from the end (``from_end``), so no page costs a count of every match.
+COUNT_CAP = 10_000
 SORT_ORDERS = ("desc", "asc")
 
 experiments, projects, metric_latest = tables.experiments, tables.projects, tables.metric_latest
@@ -54,6 +57,7 @@ class ExperimentFilter:
     order: str = "desc"
     limit: int = 50
     offset: int = 0
+    from_end: bool = False
     search: str | None = None
     order_by: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
@@ -64,8 +68,10 @@ class ExperimentPage(TypedDict):
     ``sort_value`` when sorted by one metric), the count of every match and the columns' descriptions."""
 
     total: int
+    total_exact: bool
     limit: int
     offset: int
+    from_end: bool
     items: list[dict[str, Any]]
     columns: list[dict[str, str]]
 
@@ -78,7 +84,8 @@ class MetricKey(TypedDict):
 def experiment_page(
     store: TrackingStore, where: ExperimentFilter, visible_dag_ids: Collection[str] | None = None
 ) -> ExperimentPage:
-    """One page of the experiments matching ``where`` that the reader may see, with their total count.
+    """One page of the experiments matching ``where`` that the reader may see, with their count (exact up
+    to ``COUNT_CAP``).
 
     Sorted by a metric: experiments with a finite final value by value, then the non-finite ones, then
     those without the metric (each tier newest first on ties); each row carries ``sort_value``.
@@ -149,10 +156,12 @@ def experiment_page(
         compiler = Compiler(store, conn)
         if node is not None:
             conditions.append(compiler.condition(node))
-        count_query = filtered(select(func.count()).select_from(experiments))
-        total = int(conn.execute(count_query).scalar_one())
+        capped = filtered(select(experiments.c.experiment_id)).limit(COUNT_CAP + 1).subquery()
+        counted = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
+        known = counted if counted <= COUNT_CAP else None
+        window = (known, offset, limit, where.from_end)
         if keys:
-            page = page_ids(store, conn, compiler, filtered, keys, (total, offset, limit))
+            page = page_ids(store, conn, compiler, filtered, keys, window)
             chosen = store.experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
             by_id = {r["experiment_id"]: r for r in rows(conn.execute(chosen))}
             one_metric = len(keys) == 1 and keys[0].key.entity == "metrics"
@@ -160,7 +169,7 @@ def experiment_page(
             if one_metric:
                 float_rows(items, ("sort_value",))
         else:
-            reverse, start, count = page_window(total, offset, limit)
+            reverse, start, count = page_window(*window)
             newest = experiments.c.experiment_id
             id_order = newest.desc() if (order == "desc") != reverse else newest.asc()
             query = store.experiment_query()
@@ -169,7 +178,18 @@ def experiment_page(
             items = items[::-1] if reverse else items
         described = attach_columns(store, conn, compiler, items, column_keys)
     _attach_tags(store, items)
-    return {"total": total, "limit": limit, "offset": offset, "items": items, "columns": described}
+    from_end = where.from_end
+    if from_end and known is not None:  # a known total: the page's offset from the start
+        offset, from_end = max(known - offset - len(items), 0), False
+    return {
+        "total": min(counted, COUNT_CAP),
+        "total_exact": known is not None,
+        "limit": limit,
+        "offset": offset,
+        "from_end": from_end,
+        "items": items,
+        "columns": described,
+    }
 
 
 def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
@@ -271,6 +291,7 @@ def filter_choices(
 
 
 __all__ = [
+    "COUNT_CAP",
     "MAX_COLUMNS",
     "MAX_OFFSET",
     "MAX_PAGE",

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, not_, null, or_, select
+from sqlalchemy import and_, null, select
 
 from airflow_mltrack.store import tables
 from airflow_mltrack.store.search import Compiler, OrderKey
@@ -25,11 +25,17 @@ experiments, metric_latest = tables.experiments, tables.metric_latest
 Filtered = Callable[[Any], Any]
 
 
-def page_window(total: int, offset: int, limit: int) -> tuple[bool, int, int]:
-    """(read from the end?, offset, limit) of the query that returns the page ``offset..offset+limit``
-    of ``total`` rows: past the middle, the same rows counted from the end."""
-    if offset * 2 <= total or offset >= total:
+def page_window(total: int | None, offset: int, limit: int, from_end: bool = False) -> tuple[bool, int, int]:
+    """(read from the end?, offset, limit) of the query that returns one page. ``offset`` counts from the
+    start, or from the end with ``from_end``; ``total`` is None when only a lower bound is known. Past
+    the middle of a known total, the same rows are read from the end."""
+    if from_end:
+        count = limit if total is None else max(min(limit, total - offset), 0)
+        return True, offset, count
+    if total is None:
         return False, offset, limit
+    if offset * 2 <= total or offset >= total:
+        return False, offset, max(min(limit, total - offset), 0)
     count = min(limit, total - offset)
     return True, max(total - offset - limit, 0), count
 
@@ -40,12 +46,12 @@ def page_ids(
     compiler: Compiler,
     filtered: Filtered,
     keys: list[OrderKey],
-    window: tuple[int, int, int],
+    window: tuple[int | None, int, int, bool],
 ) -> list[tuple[int, float | None]]:
-    """(experiment_id, sort value) of one page; ``window`` = (total, offset, limit). The sort value is
-    the first key's final metric value when that key is a metric, else None."""
-    total, offset, limit = window
-    reverse, start, count = page_window(total, offset, limit)
+    """(experiment_id, sort value) of one page; ``window`` = (total or None, offset, limit, from_end) as
+    :func:`page_window` takes it. The sort value is the first key's final metric value when that key is a
+    metric, else None."""
+    reverse, start, count = page_window(*window)
     if count <= 0:
         return []
     if keys and keys[0].key.entity == "metrics" and len(keys) == 1:
@@ -96,8 +102,7 @@ def _metric_walk(
     by_value = latest.value.desc() if descending != reverse else latest.value.asc()
     tiers = [
         valued.where(store.finite(latest.value)).order_by(by_value, newest),
-        # NaN is NULL on SQLite (no comparison passes it): named, as NOT of an unknown would drop it too.
-        valued.where(or_(latest.value.is_(None), not_(store.finite(latest.value)))).order_by(newest),
+        valued.where(store.non_finite(latest.value)).order_by(newest),
         filtered(select(experiments.c.experiment_id, null().label("value")))
         .where(
             ~select(latest.experiment_id)

@@ -32,7 +32,7 @@ from tests.plugins.conftest import DEMO_DAG, DEMO_RUN, USERS, auth_env, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 DOC_SHOTS = REPO / "docs" / "screenshots"
