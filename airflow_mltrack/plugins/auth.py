@@ -5,6 +5,7 @@ Airflow does not authenticate plugin FastAPI apps, so the app carries :data:`REQ
 view plugins; else 401/403). Then :class:`DagAccess` filters experiments per DAG: an experiment, job or
 deployment written by a DAG the user may not read is neither listed nor shown (it answers 404, as if it
 did not exist). Rows written outside Airflow (no ``dag_id``) are visible to every signed-in user.
+Editing an experiment's tags and notes needs the DAG's edit permission (:meth:`DagAccess.can_edit`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DagAccess:
         self.store = store
         self._visible: set[str] | None = None
         self._checked: dict[str, bool] = {}
+        self._editable: dict[str | None, bool] = {}
 
     @property
     def visible_dag_ids(self) -> set[str]:
@@ -93,6 +95,16 @@ class DagAccess:
                 method="GET", details=DagDetails(id=dag_id), user=self.user
             )
         return self._checked[dag_id]
+
+    def can_edit(self, dag_id: str | None) -> bool:
+        """Whether the user may edit rows of DAG ``dag_id`` (the DAG's edit permission: PUT); for a row
+        written outside Airflow (no ``dag_id``), whether the user may edit DAGs in general."""
+        if dag_id not in self._editable:
+            details = None if dag_id is None else DagDetails(id=dag_id)
+            self._editable[dag_id] = get_auth_manager().is_authorized_dag(
+                method="PUT", details=details, user=self.user
+            )
+        return self._editable[dag_id]
 
     def check(self, row: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
         """``row`` if its DAG is readable, else the same 404 as an unknown id."""

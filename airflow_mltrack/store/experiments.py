@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from airflow_mltrack.store.models import AIRFLOW_ID_LEN, EXPERIMENT_STATUSES, NA
 from airflow_mltrack.store.records import ExperimentRow
 from airflow_mltrack.store.tables import datasets, experiments, models, projects, tag_assignments
 from airflow_mltrack.store.tables import tags as tags_t
+from airflow_mltrack.store.tags import KEEP, EditConflictError, Keep, as_utc, check_edit, drop_tags
 
 # Allowed status moves (docs/status.md). Setting the current status again is a no-op (retries do it).
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -260,6 +262,52 @@ class ExperimentStore(StoreBase):
             if result.rowcount != 1:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
             self._note_writer(conn, experiment_id)
+
+    def edit_experiment(
+        self,
+        experiment_id: int,
+        *,
+        notes: str | None | Keep = KEEP,
+        add_tags: list[str] | tuple[str, ...] | str = (),
+        remove_tags: list[str] | tuple[str, ...] | str = (),
+        expected_updated_at: dt.datetime | str | None = None,
+    ) -> ExperimentRow:
+        """Replace the notes (None clears them), add and remove tags, in ONE transaction that also moves
+        ``updated_at``; returns the experiment as :meth:`get_experiment` does.
+
+        Every input is checked before anything is written. ``expected_updated_at``: the ``updated_at`` the
+        edit was based on; if the experiment now has another, nothing is written (EditConflictError).
+        """
+        experiment_id = v.entity_id("experiment_id", experiment_id)
+        values, add, remove, expected = check_edit(notes, add_tags, remove_tags, expected_updated_at)
+        where = experiments.c.experiment_id == experiment_id
+        with self.write() as conn:
+            if not self.is_postgres:  # SQLite: take the write lock before reading (no FOR UPDATE)
+                conn.execute(update(experiments).where(where).values(updated_at=experiments.c.updated_at))
+            found = conn.execute(select(experiments.c.updated_at).where(where).with_for_update()).first()
+            if found is None:
+                raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+            if expected is not None and as_utc("updated_at", found.updated_at) != expected:
+                raise EditConflictError(
+                    "expected_updated_at",
+                    expected_updated_at,
+                    f"the experiment changed since (updated at {found.updated_at}); reload it and edit again",
+                )
+            # PostgreSQL: its clock (the one of created_at), strictly later than the last update.
+            values["updated_at"] = (
+                func.greatest(func.now(), experiments.c.updated_at + dt.timedelta(microseconds=1))
+                if self.is_postgres
+                else utcnow()
+            )
+            conn.execute(update(experiments).where(where).values(values))
+            self._tag(conn, "experiment", experiment_id, add)
+            drop_tags(conn, "experiment", experiment_id, remove)
+            self._note_writer(conn, experiment_id, start=False)
+            result = typing.cast(
+                ExperimentRow, dict(conn.execute(self.experiment_query().where(where)).one()._mapping)
+            )
+            result["tags"] = self._tags_of(conn, "experiment", experiment_id)
+            return result
 
     # -- reads --------------------------------------------------------------------------------------
     def get_experiment(self, experiment_id: int) -> ExperimentRow:
