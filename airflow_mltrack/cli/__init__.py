@@ -50,7 +50,7 @@ def _register() -> None:
     # Each module adds its commands to ``cli``; imported here so ``mltrack --help`` lists them all.
     import importlib
 
-    for name in ("db", "inspect", "demo", "backfill"):
+    for name in ("db", "inspect", "demo", "backfill", "experiments"):
         try:
             importlib.import_module(f"airflow_mltrack.cli.{name}")
         except ModuleNotFoundError as exc:  # a command module not written yet
