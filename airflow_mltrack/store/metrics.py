@@ -9,26 +9,22 @@ and cannot deadlock.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.sql import Select
 
-from airflow_mltrack.errors import NotFoundError
 from airflow_mltrack.store import metric_summary, metric_writes
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import StoreBase, float_rows, rows
+from airflow_mltrack.store.base import StoreBase, as_float, float_rows, rows
 from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
 from airflow_mltrack.store.payloads import MetricRow, dedupe, parse_metrics, summarize
-from airflow_mltrack.store.records import (
-    ComparedMetric,
-    Comparison,
-    ExperimentRow,
-    LatestMetric,
-    LeaderboardRow,
-)
+from airflow_mltrack.store.records import LatestMetric, LeaderboardRow
 from airflow_mltrack.store.tables import experiments, metric_latest, metrics
 from airflow_mltrack.store.visibility import only_readable
+
+if TYPE_CHECKING:
+    from airflow_mltrack.store.reads.compare import Comparison
 
 #: Statuses a leaderboard ranks by default: not Failed or Cancelled (issue 11, item 3).
 RANKED_STATUSES = ("Pending", "Running", "Completed")
@@ -113,26 +109,27 @@ class MetricStore(StoreBase):
             return float_rows(rows(conn.execute(query)), null_is_nan=True)
 
     def metric_curves(self, experiment_ids: Iterable[int]) -> list[dict[str, Any]]:
-        """All metric rows of the given experiments (for charts), ordered by experiment, key, step."""
+        """All metric rows of the given experiments, in the order of the unique index (experiment, name,
+        step, split) so no sort is needed; a step-less row sorts where the backend puts NULL (first on
+        SQLite, last on PostgreSQL). Each row is converted once (NULL or old text 'NaN' -> NaN)."""
         ids = [v.entity_id("experiment_id", i) for i in experiment_ids]
+        m = metrics
         query = (
-            select(
-                metrics.c.experiment_id,
-                metrics.c.name,
-                metrics.c.evaluation_set,
-                metrics.c.step,
-                metrics.c.value,
-            )
-            .where(metrics.c.experiment_id.in_(ids))
-            .order_by(
-                metrics.c.experiment_id,
-                metrics.c.name,
-                metrics.c.evaluation_set,
-                metrics.c.step.asc().nulls_first(),
-            )
+            select(m.c.experiment_id, m.c.name, m.c.evaluation_set, m.c.step, m.c.value)
+            .where(m.c.experiment_id.in_(ids))
+            .order_by(m.c.experiment_id, m.c.name, m.c.step, m.c.evaluation_set)
         )
         with self.read() as conn:
-            return float_rows(rows(conn.execute(query)), null_is_nan=True)
+            return [
+                {
+                    "experiment_id": e,
+                    "name": name,
+                    "evaluation_set": split,
+                    "step": step,
+                    "value": value if value.__class__ is float else as_float(value, null_is_nan=True),
+                }
+                for e, name, split, step, value in conn.execute(query)
+            ]
 
     @staticmethod
     def final_values(where: Any) -> Select:
@@ -206,45 +203,14 @@ class MetricStore(StoreBase):
             row["rank"] = rank
         return cast("list[LeaderboardRow]", result)
 
-    def compare(self, experiment_ids: Sequence[int]) -> Comparison:
-        """Side by side: experiments, hyperparameters (with the keys that differ) and final metrics."""
-        ids = list(dict.fromkeys(v.entity_id("experiment_id", i) for i in experiment_ids))
-        if not 1 <= len(ids) <= 50:
-            from airflow_mltrack.errors import MLTrackError
+    def compare(
+        self, experiment_ids: Sequence[int], visible_dag_ids: Collection[str] | None = None
+    ) -> Comparison:
+        """Side by side (1 to 100 experiments): experiments, hyperparameters (with the keys that differ)
+        and final metrics with the best run of each; see :func:`airflow_mltrack.store.reads.compare.compare`."""
+        from airflow_mltrack.store.reads.compare import compare
 
-            raise MLTrackError("experiment_ids", experiment_ids, "give between 1 and 50 experiment ids")
-        with self.read() as conn:
-            found = {
-                r["experiment_id"]: r
-                for r in rows(
-                    conn.execute(self.experiment_query().where(experiments.c.experiment_id.in_(ids)))
-                )
-            }
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise NotFoundError("experiment_ids", missing, "no experiment with these ids")
-            finals = float_rows(
-                rows(
-                    conn.execute(metric_summary.latest_query().where(metric_latest.c.experiment_id.in_(ids)))
-                ),
-                null_is_nan=True,
-            )
-        keys = sorted({k for r in found.values() for k in (r["hyperparameters"] or {})})
-        params = {k: {i: (found[i]["hyperparameters"] or {}).get(k) for i in ids} for k in keys}
-        differing = [k for k, by_id in params.items() if len({repr(x) for x in by_id.values()}) > 1]
-        table: dict[str, ComparedMetric] = {}
-        for r in finals:
-            entry = table.setdefault(
-                f"{r['evaluation_set']}/{r['name']}",
-                ComparedMetric(name=r["name"], evaluation_set=r["evaluation_set"], values={}),
-            )
-            entry["values"][r["experiment_id"]] = r["value"]
-        return {
-            "experiments": [cast(ExperimentRow, found[i]) for i in ids],
-            "hyperparameters": params,
-            "differing": differing,
-            "metrics": [table[k] for k in sorted(table)],
-        }
+        return compare(cast("Any", self), experiment_ids, visible_dag_ids)
 
 
 __all__ = ["RANKED_STATUSES", "MetricStore"]
