@@ -1,5 +1,6 @@
 """The JSON API's own error answers: ``{"detail", "field", "value", "reason"}`` with 404 for an unknown
-(or hidden) id and 422 for a bad input; pydantic's ``{"detail": [...]}`` for a malformed parameter; the
+(or hidden) id and 422 for a bad input (plus ``token`` and ``position`` for a search expression that
+cannot be read); pydantic's ``{"detail": [...]}`` for a malformed parameter; the
 auth 401/403 as ``{"detail": ...}``. A refused value is echoed back at most ``MAX_ECHO`` characters long.
 
 :class:`JsonErrorRoute` is the API router's route class: each API route answers its own errors here, so
@@ -19,6 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.store.search import SearchError
 
 MAX_ECHO = 200  # characters of a refused value echoed back in an error body
 
@@ -28,7 +30,8 @@ def _clip(value: Any) -> str:
 
 
 def mltrack_error(exc: MLTrackError) -> JSONResponse:
-    """404 for an unknown id, else 422, naming the field and (clipped) value."""
+    """404 for an unknown id, else 422, naming the field and (clipped) value; a search expression's error
+    (:class:`~airflow_mltrack.store.search.SearchError`) adds the ``token`` and its 0-based ``position``."""
     status_code = 404 if isinstance(exc, NotFoundError) else 422
     try:
         body = jsonable_encoder(
@@ -44,6 +47,10 @@ def mltrack_error(exc: MLTrackError) -> JSONResponse:
             "value": repr(exc.value)[:MAX_ECHO],
             "reason": exc.reason,
         }
+    if isinstance(exc, SearchError):
+        token = str(exc.token)
+        body["token"] = token if len(token) <= MAX_ECHO else token[: MAX_ECHO - 3] + "..."
+        body["position"] = exc.position
     return JSONResponse(body, status_code=status_code)
 
 
