@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -18,6 +19,8 @@ from urllib.parse import quote, urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from airflow_mltrack.sdk.links import NAV_ROUTE
 
 TEMPLATES = Path(__file__).parent / "templates"
 UPLOT_VERSION = "1.6.32"
@@ -37,16 +40,21 @@ def fmt_num(value: Any) -> str:
     return str(value)
 
 
+#: A release-like version (``1``, ``2.0``, ``1.2.3-rc1``): shown with a ``v``; any other (``sgd-539ac701``,
+#: a git hash ``539ac701``, a date ``2026-12-03``, ``candidates``) is shown as it is.
+_RELEASE_VERSION = re.compile(r"\d{1,4}(?:\.\d+){0,3}(?:[-+][0-9A-Za-z.]+)?")
+
+
 def fmt_version(value: Any) -> str:
-    """A version as shown: ``v1.2`` for one that starts with a digit, any other (``sgd-539ac701``,
-    ``candidates``) as it is."""
+    """A version as shown: ``v1.2`` for a release-like one, any other as it is (never ``vsgd-539ac701``)."""
     if value is None:
         return "—"
     text = str(value)
-    return f"v{text}" if text[:1].isdigit() else text
+    return f"v{text}" if _RELEASE_VERSION.fullmatch(text) else text
 
 
 def fmt_dt(value: Any) -> str:
+    """A time in full (``2026-12-03 10:41:07 UTC``): hover titles, exports."""
     if value is None:
         return "—"
     if isinstance(value, dt.datetime):
@@ -55,6 +63,20 @@ def fmt_dt(value: Any) -> str:
             return value.strftime("%Y-%m-%d %H:%M:%S UTC")
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+def fmt_dt_short(value: Any) -> str:
+    """A time as lists and metadata show it (``2026-12-03 10:41 UTC``); :func:`fmt_dt` is the full one."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return value.strftime("%Y-%m-%d %H:%M")
+    return fmt_dt(value)
+
+
+def fmt_dt_iso(value: Any) -> str:
+    """The ``datetime`` attribute of a ``<time>`` element (ISO 8601), empty when there is no time."""
+    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else ""
 
 
 def fmt_json(value: Any) -> str:
@@ -98,6 +120,8 @@ _env = Environment(
 _env.filters.update(
     num=fmt_num,
     dt=fmt_dt,
+    dtshort=fmt_dt_short,
+    dtiso=fmt_dt_iso,
     ver=fmt_version,
     jsontext=fmt_json,
     bytes=fmt_bytes,
@@ -146,6 +170,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         static=f"{root}static/",
         uplot=f"{root}static/vendor/uplot-{UPLOT_VERSION}/",
         airflow_links=lambda row: airflow_links(root, row),
+        nav_route=NAV_ROUTE,
         **context,
     )
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})

@@ -7,13 +7,18 @@ attribute the airflow-mltrack operators set in ``execute``, or else the XCom ``m
 the task instance pushed (``@task.mltrack`` pushes it). Any operator can get the button with
 ``operator_extra_links = (ExperimentLink(),)`` and one of the two.
 
-The URL is ``<[api] base_url>/mltrack/experiments/<id>`` (the UI app is mounted at ``/mltrack``);
-``[api] base_url`` falls back to ``http://localhost:8080`` as Airflow's own task runner does.
+The URL opens the experiment inside the Airflow UI, in the task instance's "Experiment" tab (the plugin's
+``task_instance`` external view, at ``<ui>/dags/<dag>/runs/<run>/tasks/<task>[/mapped/<i>]/plugin/mltrack-task``)
+with ``?mltrack=experiments/<id>``: the tab's page (``static/mltrack.js``) opens that experiment, also when
+this task only logged to an experiment another task created. Without a task instance it is the "ML
+Tracking" page, ``<ui>/plugin/mltrack?mltrack=experiments/<id>``. ``[api] base_url`` falls back to
+``http://localhost:8080`` as Airflow's own task runner does.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
@@ -29,6 +34,12 @@ EXPERIMENT_ID_ATTR = XCOM_EXPERIMENT_ID
 LINK_FROM_XCOM_ATTR = "mltrack_link_from_xcom"
 UI_MOUNT = "/mltrack"
 DEFAULT_BASE_URL = "http://localhost:8080"
+#: ``url_route`` of the plugin's external views (mltrack_plugin.py): the "ML Tracking" page and the tabs.
+NAV_ROUTE = "mltrack"
+RUN_TAB_ROUTE = "mltrack-run"
+TASK_TAB_ROUTE = "mltrack-task"
+#: Query parameter of an Airflow UI URL naming the plugin page (relative to the app) its frame opens.
+DEEP_LINK_PARAM = "mltrack"
 
 
 def base_url() -> str:
@@ -38,9 +49,23 @@ def base_url() -> str:
     return (conf.get("api", "base_url", fallback=None) or DEFAULT_BASE_URL).rstrip("/")
 
 
-def experiment_url(experiment_id: int | str) -> str:
-    """``<base_url>/mltrack/experiments/<experiment_id>``."""
-    return f"{base_url()}{UI_MOUNT}/experiments/{experiment_id}"
+def experiment_url(experiment_id: int | str, ti_key: Any = None) -> str:
+    """The experiment inside the Airflow UI: the Experiment tab of task instance ``ti_key`` (a
+    ``TaskInstanceKey`` or a task instance), else the ML Tracking page; see the module docstring."""
+    deep = f"?{DEEP_LINK_PARAM}=experiments/{experiment_id}"
+    dag_id, run_id, task_id = (getattr(ti_key, name, None) for name in ("dag_id", "run_id", "task_id"))
+    if not (dag_id and run_id and task_id):
+        return f"{base_url()}/plugin/{NAV_ROUTE}{deep}"
+    task = f"{base_url()}/dags/{_seg(dag_id)}/runs/{_seg(run_id)}/tasks/{_seg(task_id)}"
+    map_index = getattr(ti_key, "map_index", -1)
+    if isinstance(map_index, int) and map_index >= 0:
+        task += f"/mapped/{map_index}"
+    return f"{task}/plugin/{TASK_TAB_ROUTE}{deep}"
+
+
+def _seg(value: Any) -> str:
+    """One URL path segment."""
+    return quote(str(value), safe="")
 
 
 def _as_id(value: Any) -> int | None:
@@ -71,4 +96,4 @@ class ExperimentLink(BaseOperatorLink):
             experiment_id = _pushed_id(ti_key)  # e.g. @task.mltrack, which pushes it to XCom
         if experiment_id is None:
             return ""  # the task failed before it knew its experiment: no button target
-        return experiment_url(experiment_id)
+        return experiment_url(experiment_id, ti_key)

@@ -110,7 +110,7 @@ def test_train_evaluate_deploy_tracks_data_experiments_model_and_rollout(run_dag
         ("test", "loss"),
     }
     assert result.xcom("start_champion_evaluation", key="_link_ExperimentLink").endswith(
-        f"/mltrack/experiments/{evaluation['experiment_id']}"
+        f"/tasks/start_champion_evaluation/plugin/mltrack-task?mltrack=experiments/{evaluation['experiment_id']}"
     )
 
     # the rollout: a 10% canary, then all traffic (no incumbent to beat)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from sqlalchemy import func, select
 
@@ -106,14 +108,32 @@ def test_coercion_of_rendered_values():
         coerce_structure("hyperparameters", "{oops")
 
 
-def test_experiment_link_uses_api_base_url(monkeypatch):
+def test_experiment_link_opens_the_experiment_inside_the_airflow_ui(monkeypatch):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
     op = CreateExperimentOperator(task_id="t", **ARGS[CreateExperimentOperator])
     link = ExperimentLink()
     assert link.name == "Experiment"
     assert link.get_link(op, ti_key=None) == ""
     op.mltrack_experiment_id = 7
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/base/")
-    assert link.get_link(op, ti_key=None) == "https://airflow.example.com/base/mltrack/experiments/7"
+    # no task instance: the "ML Tracking" page, told which page to open
+    assert (
+        link.get_link(op, ti_key=None)
+        == "https://airflow.example.com/base/plugin/mltrack?mltrack=experiments/7"
+    )
+    # the task instance's Experiment tab (the plugin's task_instance external view), ids as path segments
+    key = TaskInstanceKey(
+        dag_id="my dag", task_id="train", run_id="manual__2026-01-01T00:00:00+00:00", map_index=-1
+    )
+    assert link.get_link(op, ti_key=key) == (
+        "https://airflow.example.com/base/dags/my%20dag/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
+        "/tasks/train/plugin/mltrack-task?mltrack=experiments/7"
+    )
+    mapped = TaskInstanceKey(dag_id="d", task_id="train", run_id="r", map_index=3)
+    assert link.get_link(op, ti_key=mapped).endswith(
+        "/dags/d/runs/r/tasks/train/mapped/3/plugin/mltrack-task?mltrack=experiments/7"
+    )
 
 
 # ------------------------------------------------------------------------------------------ in DAG runs
@@ -151,9 +171,13 @@ def test_every_payload_shape_through_log_metrics(run_dag, store):
         ("precision", "validation", None, 0.6),
     ]
     assert result.xcom("create_experiment", key="_link_ExperimentLink").endswith(
-        f"/mltrack/experiments/{eid}"
+        f"/dags/mltrack_test_payloads/runs/{quote(result.run_id, safe='')}/tasks/create_experiment/plugin/mltrack-task"
+        f"?mltrack=experiments/{eid}"
     )
-    assert result.xcom("log_literal", key="_link_ExperimentLink").endswith(f"/mltrack/experiments/{eid}")
+    # a task that logged to another task's experiment: its own tab, opened on that experiment
+    assert result.xcom("log_literal", key="_link_ExperimentLink").endswith(
+        f"/tasks/log_literal/plugin/mltrack-task?mltrack=experiments/{eid}"
+    )
 
 
 def test_bad_payloads_fail_the_task_naming_the_field_and_write_nothing(run_dag, store, capfd):

@@ -168,8 +168,9 @@ def test_versions_are_prefixed_with_v_only_when_they_are_numbers(site):
     client, ids = site
     admin = {"Authorization": f"Bearer {token()}"}
     deployments = client.get("/mltrack/deployments", headers=admin).text
-    assert "classifier sgd-539ac701" in deployments and "vsgd-" not in deployments
-    assert "classifier v2.1" in deployments
+    assert '<bdi>classifier</bdi> <span class="ver">sgd-539ac701</span>' in deployments
+    assert "vsgd-" not in deployments
+    assert '<bdi>classifier</bdi> <span class="ver">v2.1</span>' in deployments
     detail = client.get(f"/mltrack/experiments/{ids['hidden']}", headers=admin).text
     assert "sgd-539ac701" in detail and "vsgd-" not in detail
     history = deployments.split("History", 1)[1]
