@@ -291,6 +291,50 @@ def test_upgrade_turns_stored_nan_into_what_plain_readers_understand(empty_db_ur
     assert len(plain()) == 4 and all(v == 0.9 or math.isnan(float(v)) for v in plain())
 
 
+def test_tag_values_revision_keeps_labels_both_ways(empty_db_url: str):
+    """0006 adds tag_assignments.value: labels written before stay labels; a downgrade drops the column
+    (the values are lost), keeps every assignment, the table's CHECK and index; upgrading again is clean."""
+    from airflow_mltrack.store import TrackingStore
+    from airflow_mltrack.store.reads.experiment_list import ExperimentFilter, experiment_page
+
+    def found(store: TrackingStore, text: str) -> set[int]:
+        page = experiment_page(store, ExperimentFilter(search=text))
+        return {row["experiment_id"] for row in page["items"]}
+
+    migrations.upgrade(empty_db_url, "0005")
+    old = TrackingStore(get_engine(empty_db_url), check_revision=False)
+    dataset = old.register_dataset("churn", "customers", "Tabular")
+    model = old.register_model("churn", "mlp", "torch")
+    experiment = old.create_experiment("churn", "lr-10", model, dataset, tags=["baseline", "gpu"])
+    old.tag("dataset", dataset, ["raw"])
+
+    assert _run("db", "upgrade", "--url", empty_db_url).exit_code == 0
+    assert migrations.check_drift(empty_db_url) == []
+    new = TrackingStore.from_url(empty_db_url)
+    assert new.tag_values("experiment", experiment) == {"baseline": None, "gpu": None}
+    assert new.tag_values("dataset", dataset) == {"raw": None}
+    assert found(new, "tags.baseline IS NOT NULL") == {experiment}
+    assert found(new, "tags.baseline = 'baseline'") == set()  # a label has no value
+    new.set_tag("experiment", experiment, "team", "vision")
+    assert found(new, "tags.team = 'vision'") == {experiment}
+
+    migrations.downgrade(empty_db_url, "0005")
+    inspector = sa.inspect(get_engine(empty_db_url))
+    assert "value" not in {c["name"] for c in inspector.get_columns("tag_assignments")}
+    assert "idx_tag_assignments_entity" in {ix["name"] for ix in inspector.get_indexes("tag_assignments")}
+    checks = {ck["name"] for ck in inspector.get_check_constraints("tag_assignments")}
+    assert "ck_tag_assignments_entity_type" in checks
+    assert old.tags_of("experiment", experiment) == ["baseline", "gpu", "team"]  # kept, as labels
+
+    migrations.upgrade(empty_db_url)
+    assert migrations.check_drift(empty_db_url) == []
+    assert TrackingStore.from_url(empty_db_url).tag_values("experiment", experiment) == {
+        "baseline": None,
+        "gpu": None,
+        "team": None,  # its value went with the column
+    }
+
+
 _UPGRADE = """
 import os, sys, time
 from airflow_mltrack.store import migrations

@@ -180,7 +180,8 @@ class Tag(Base):
 
 
 class TagAssignment(Base):
-    """A tag on any entity: (entity_type, entity_id) names the row."""
+    """A tag on any entity: (entity_type, entity_id) names the row. ``value``: NULL for a label, else the
+    tag's text (MLflow's key=value tags, revision 0006); one value per tag name and entity (the key)."""
 
     __tablename__ = "tag_assignments"
 
@@ -188,6 +189,7 @@ class TagAssignment(Base):
     entity_type: Mapped[str] = mapped_column(String(50), nullable=False)
     entity_id: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    value: Mapped[str | None] = mapped_column(Text)  # after created_at, where revision 0006 adds it
 
     __table_args__ = (
         PrimaryKeyConstraint("tag_id", "entity_type", "entity_id", name="pk_tag_assignments"),

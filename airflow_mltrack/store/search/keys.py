@@ -8,7 +8,10 @@ Entities (MLflow's spellings accepted, singular or plural):
 - ``params.<key>`` (``params.a.b``: the key ``a.b``, or ``b`` inside the object ``a``): hyperparameters.
   MLflow compares them as strings; here ``=`` also matches the number or boolean a string spells
   (``params.lr = '0.01'`` finds ``{"lr": 0.01}``) and ``< > <= >=`` with a number compare numbers.
-- ``tags.<name>``: our label tags, present or absent (``IS NOT NULL`` / ``IS NULL``).
+- ``tags.<name>``: tags, labels or with a value (revision 0006). ``IS NOT NULL`` / ``IS NULL``: the tag is
+  present (label or value) or absent. ``= != LIKE ILIKE NOT LIKE NOT ILIKE IN NOT IN`` compare its value as
+  text (an unquoted number is its text: ``tags.a = 1`` is ``tags.a = '1'``); a label has no value, so no
+  value comparison matches it (not even ``!=`` or ``NOT IN``). Tags do not order (``< >`` are refused).
 - ``attributes.<name>`` (also ``attribute``, ``attr``, ``run``): the experiment's own columns, see
   :data:`ATTRIBUTES`; MLflow's ``run_name`` is ``name`` and its statuses (FINISHED, KILLED...) are ours.
 - ``datasets.<name|version|type>``, ``models.<name|version|framework>``: the experiment's dataset and model.
@@ -80,6 +83,7 @@ MLFLOW_STATUSES = {
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 TEXT_OPS = (*NUMERIC_OPS, "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE", "IN", "NOT IN")
 NULL_OPS = ("IS NULL", "IS NOT NULL")
+TAG_OPS = ("=", "!=", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE", "IN", "NOT IN")
 #: Precedence of splits for ``metrics.<name>`` logged on several.
 SPLIT_PRECEDENCE = ("test", "validation", "train", "inference")
 
@@ -164,9 +168,14 @@ def check_comparison(key: Key, op: str, value: Any) -> Any:
         ):
             raise KeyProblem(f"{key.text} is never NULL")
         return None
-    if kind == "tag":
-        raise KeyProblem(f"tags are labels without values: write {key.text} IS NOT NULL (or IS NULL)")
     values = value if isinstance(value, tuple) else (value,)
+    if kind == "tag":
+        if op not in TAG_OPS:
+            raise KeyProblem(
+                f"{op} does not compare tag values (text); use = != LIKE ILIKE IN or IS [NOT] NULL"
+            )
+        checked = tuple(v if isinstance(v, str) else str(v) for v in values)
+        return checked if isinstance(value, tuple) else checked[0]
     if kind in ("number", "duration"):
         if op not in NUMERIC_OPS and op not in ("IN", "NOT IN"):
             raise KeyProblem(f"{op} compares text; {key.text} is a number")
@@ -188,7 +197,7 @@ def check_comparison(key: Key, op: str, value: Any) -> Any:
 
 def check_sortable(key: Key) -> None:
     if key.entity == "tags":
-        raise KeyProblem("tags are labels without values; they cannot order experiments")
+        raise KeyProblem("tags cannot order experiments; filter on them instead")
 
 
 def status_value(value: Any) -> str:
