@@ -48,7 +48,7 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
 
     from airflow_mltrack import __version__
     from airflow_mltrack.errors import MLTrackError, NotFoundError
-    from airflow_mltrack.plugins import api, api_errors, pages
+    from airflow_mltrack.plugins import api, api_curves, api_edits, api_errors, pages
     from airflow_mltrack.plugins.auth import DEFAULT_CONN_ID, REQUIRE_PLUGIN_ACCESS
     from airflow_mltrack.plugins.rendering import app_path, render_error
 
@@ -84,6 +84,8 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
 
     # The JSON API and the machine-read files answer their own errors as JSON (api_errors.JsonErrorRoute).
     app.include_router(api.router, prefix="/api")
+    app.include_router(api_curves.router, prefix="/api")  # curves: downsampled, zoom, downloads
+    app.include_router(api_edits.router, prefix="/api")  # PATCH /api/experiments/{id}: tags and notes
     files = APIRouter(include_in_schema=False, route_class=api_errors.JsonErrorRoute)
     static_root = (Path(__file__).parent / "static").resolve()
 

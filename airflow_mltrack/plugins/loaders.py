@@ -6,19 +6,17 @@ SQL, before any LIMIT) and hides secrets in what it returns, so neither the API 
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import math
 from typing import TYPE_CHECKING, Any
 
-from airflow_mltrack.errors import NotFoundError
-from airflow_mltrack.store.reads import catalog, experiment_list, lineage, metric_curves
-from airflow_mltrack.store.visibility import visible_experiment_ids
+from airflow_mltrack.store.reads import catalog, compare, experiment_list, lineage, metric_curves
 
 if TYPE_CHECKING:
     from airflow_mltrack.plugins.auth import DagAccess
     from airflow_mltrack.plugins.filters import ExperimentQuery
     from airflow_mltrack.store import TrackingStore
-    from airflow_mltrack.store.reads.metric_curves import Curve
+    from airflow_mltrack.store.reads.metric_curves import Series, SeriesKey
 
 
 def hide_secrets(
@@ -40,12 +38,14 @@ def hide_secrets(
 
 
 def load_experiments(store: TrackingStore, access: DagAccess, query: ExperimentQuery) -> dict[str, Any]:
-    """One page of the experiment list, with the ``sort`` and ``order`` it was asked for."""
-    page: dict[str, Any] = dict(
-        experiment_list.experiment_page(store, query.to_filter(store.redaction), access.visible_dag_ids)
-    )
+    """One page of the experiment list, with the ``sort``, ``order``, ``filter`` and ``order_by`` it was
+    asked for and its ``columns`` (descriptions; each row's values in its own ``columns``)."""
+    where = query.to_filter(store.redaction)
+    page: dict[str, Any] = dict(experiment_list.experiment_page(store, where, access.visible_dag_ids))
     page["sort"] = query.sort or None
     page["order"] = query.order
+    page["filter"] = where.search
+    page["order_by"] = list(where.order_by)
     hide_secrets(store, page["items"])
     return page
 
@@ -56,37 +56,48 @@ def load_experiment(store: TrackingStore, access: DagAccess, experiment_id: int)
     return hide_secrets(store, [access.check(experiment, "experiment_id", experiment_id)])[0]
 
 
-def load_curves(store: TrackingStore, ids: list[int]) -> list[Curve]:
-    """The metric curves of experiments already checked readable (see :func:`load_experiment`)."""
-    return metric_curves.curves(store, ids)
+def load_curves(
+    store: TrackingStore,
+    ids: list[int],
+    keys: list[SeriesKey] | None = None,
+    points: int = metric_curves.DEFAULT_POINTS,
+    start: int | None = None,
+    end: int | None = None,
+) -> list[Series]:
+    """The metric curves of experiments already checked readable (see :func:`load_experiment`), each
+    downsampled to at most ``points`` points in the step range ``start``..``end`` (docs/ui.md, "Charts")."""
+    return metric_curves.series(store, ids, keys, points, start, end)
 
 
-def chart_data(curves: list[Curve]) -> list[dict[str, Any]]:
-    """Curves for the browser: non-finite values become null (a gap in the chart)."""
-    return [
-        {**c, "values": [v if v is not None and math.isfinite(v) else None for v in c["values"]]}
-        for c in curves
-    ]
+def chart_data(curves: list[Series]) -> list[dict[str, Any]]:
+    """Curves for the browser: non-finite values become null (a gap; ``gaps`` has their steps) and the
+    experiment's start time is given in seconds since the epoch (the wall-time axis)."""
+    found = []
+    for c in curves:
+        started = c.get("start_time")
+        if started is not None and started.tzinfo is None:  # SQLite: naive UTC
+            started = started.replace(tzinfo=dt.UTC)
+        found.append(
+            {
+                **c,
+                "values": [v if v is not None and math.isfinite(v) else None for v in c["values"]],
+                "start_time": started.timestamp() if started is not None else None,
+            }
+        )
+    return found
 
 
 def load_compare(store: TrackingStore, access: DagAccess, ids: list[int]) -> dict[str, Any]:
-    """The comparison of ``ids``; an id that does not exist and one the user may not see both answer the
-    same 404 (every such id named). ``differing`` compares the values as shown (after redaction)."""
-    found = visible_experiment_ids(store, ids, access.visible_dag_ids)
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise NotFoundError("ids", missing, "no experiment with these ids")
-    result = store.compare(ids)
+    """The comparison of ``ids`` (two queries, see :mod:`airflow_mltrack.store.reads.compare`); an id that
+    does not exist and one the user may not see both answer the same 404 (every such id named).
+    ``differing`` compares the values as shown (after redaction)."""
+    result: dict[str, Any] = dict(compare.compare(store, ids, access.visible_dag_ids, field="ids"))
     hide_secrets(store, result["experiments"])
     result["hyperparameters"] = {
         key: {experiment_id: store.redaction.redact(value, key) for experiment_id, value in values.items()}
         for key, values in result["hyperparameters"].items()
     }
-    result["differing"] = [
-        key
-        for key, values in result["hyperparameters"].items()
-        if len({json.dumps(x, sort_keys=True, default=str) for x in values.values()}) > 1
-    ]
+    result["differing"] = compare.differing_keys(result["hyperparameters"])
     return result
 
 
@@ -97,6 +108,12 @@ def load_lineage(store: TrackingStore, access: DagAccess, dataset_id: int) -> di
         hide_secrets(store, graph[key], "parameters")
     hide_secrets(store, graph["experiments"])
     return graph
+
+
+def load_lineage_graph(store: TrackingStore, access: DagAccess, kind: str, entity_id: int) -> dict[str, Any]:
+    """The drawn lineage graph around a dataset, experiment or model (bounded; names only, no values that
+    could hold secrets)."""
+    return dict(lineage.lineage_graph(store, kind, entity_id, access.visible_dag_ids))
 
 
 def load_projects(store: TrackingStore, access: DagAccess) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ model, :class:`~airflow_mltrack.plugins.filters.ExperimentQuery`, from their for
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Annotated, Any
 
@@ -14,12 +15,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from airflow_mltrack.errors import MLTrackError
-from airflow_mltrack.plugins import loaders
+from airflow_mltrack.plugins import loaders, runs_table
 from airflow_mltrack.plugins.auth import AccessDep, StoreDep
 from airflow_mltrack.plugins.filters import MAX_COMPARE, ExperimentQuery, parse_ids
 from airflow_mltrack.plugins.rendering import airflow_links, query_string, relative_root, render
+from airflow_mltrack.store.reads import compare as compare_read
 from airflow_mltrack.store.reads import experiment_list
 from airflow_mltrack.store.reads.experiment_list import MAX_OFFSET, MAX_PAGE
+from airflow_mltrack.store.search import SYNTAX_HINT
 
 PAGE_SIZE = 50
 
@@ -51,7 +54,13 @@ def experiments_page(
     sort: str = "",
     order: str = "desc",
     offset: str = "0",
+    from_end: str = "",
+    filter: str = "",  # the search expression (named as in the API)
+    order_by: Annotated[list[str] | None, Query()] = None,
+    columns: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
+    """The runs table: quick filters, the filter box (a mistake shown under it with its position), chosen
+    columns, sortable headers, pages, CSV export (docs/ui.md, "Runs table")."""
     params = {
         "project": project,
         "status": status,
@@ -61,6 +70,10 @@ def experiments_page(
         "param": [p for p in (param or []) if p.strip()],
         "sort": sort,
         "order": order,
+        "filter": filter,
+        "order_by": [c for c in (order_by or []) if c.strip()],
+        "columns": [c for c in (columns or []) if c.strip()],
+        "from_end": "1" if from_end in ("1", "true") else "",
     }
     try:
         start = int(offset or 0) if len(offset) <= 20 else -1
@@ -68,6 +81,10 @@ def experiments_page(
         start = -1
     if not 0 <= start <= MAX_OFFSET:
         raise MLTrackError("offset", offset[:40], f"must be a whole number from 0 to {MAX_OFFSET}")
+    state = runs_table.sort_state(params["order_by"], sort, order)
+    shown = list(params["columns"])
+    if state and not params["order_by"] and state[0] not in shown:
+        shown.append(state[0])  # the older sort=<split>/<metric>: its metric as a column
     query = ExperimentQuery(
         project=project,
         status=status,
@@ -79,37 +96,62 @@ def experiments_page(
         order=order,
         limit=PAGE_SIZE,
         offset=start,
+        from_end=bool(params["from_end"]),
+        filter=filter,
+        order_by=params["order_by"],
+        columns=shown,
     )
-    page = loaders.load_experiments(store, access, query)
-    filtered = any(params[k] for k in ("project", "status", "dag_id", "run_id", "tag", "param"))
+    error = None
+    try:
+        page = loaders.load_experiments(store, access, query)
+    except MLTrackError as exc:
+        if exc.field not in runs_table.SEARCH_FIELDS:
+            raise
+        error, page = runs_table.inline_error(exc, filter), runs_table.empty_page(PAGE_SIZE)
+    keys = ("project", "status", "dag_id", "run_id", "tag", "param", "filter")
+    filtered = any(params[k] for k in keys)
+    choices = experiment_list.filter_choices(store, access.visible_dag_ids)
+    columns_offered = _sort_choices(store, project or None, access.visible_dag_ids)
+    qs = lambda **changes: query_string(params, **changes)  # noqa: E731
     return render(
         request,
         "experiments.html",
+        status_code=422 if error else 200,
         nav="experiments",
         title="Experiments",
         page=page,
         params=params,
         filtered=filtered,
-        choices=experiment_list.filter_choices(store, access.visible_dag_ids),
-        metric_keys=_sort_choices(store, project or None, access.visible_dag_ids),
-        qs=lambda **changes: query_string(params, **changes),
-        prev_offset=max(start - PAGE_SIZE, 0) if start > 0 else None,
-        next_offset=start + PAGE_SIZE if start + PAGE_SIZE < page["total"] else None,
+        error=error,
+        choices=choices,
+        chooser=runs_table.chooser(columns_offered, page["columns"]),
+        suggestions=runs_table.suggestions(columns_offered, choices["tags"]),
+        hint=SYNTAX_HINT,
+        sort=runs_table.sorter(state, qs),
+        fixed=runs_table.FIXED_SORTS,
+        cell=runs_table.column_cell,
+        label=runs_table.column_label,
+        took=runs_table.duration,
+        max_compare=MAX_COMPARE,
+        qs=qs,
+        pages=runs_table.pager(page),
     )
 
 
-# The sort choices change rarely: each process keeps them for a minute (a skip scan of metric_latest's key
-# index, a few ms at 10M metric rows, see benchmarks/ui_bench.py; and no query at all on most renders).
+# The column choices change rarely: each process keeps them for a minute (a skip scan of metric_latest's key
+# index, a few ms at 10M metric rows, see benchmarks/ui_bench.py, and the parameter keys of the newest
+# experiments; no query at all on most renders).
 _SORT_CHOICES: TTLCache = TTLCache(maxsize=256, ttl=60)
 _SORT_CHOICES_LOCK = threading.Lock()
 
 
-def _sort_choices(store: Any, project: str | None, visible: Any) -> list[dict[str, str]]:
+def _sort_choices(store: Any, project: str | None, visible: Any) -> dict[str, list[str]]:
+    """The keys the column chooser and the filter box offer (``experiment_list.column_choices``)."""
     key = (store.url, project, None if visible is None else frozenset(visible))
     with _SORT_CHOICES_LOCK:
         cached = _SORT_CHOICES.get(key)
     if cached is None:
-        cached = experiment_list.metric_keys(store, project, visible)
+        cached = experiment_list.column_choices(store, project, visible)
         with _SORT_CHOICES_LOCK:
             _SORT_CHOICES[key] = cached
     return cached
@@ -125,6 +167,7 @@ def experiment_page(request: Request, experiment_id: int, store: StoreDep, acces
         "experiment.html",
         nav="experiments",
         title=f"Experiment {experiment['name']}",
+        can_edit=access.can_edit(experiment.get("dag_id")),
         e=experiment,
         metrics=summary,
         curves=loaders.chart_data(curves),
@@ -136,9 +179,11 @@ def experiment_page(request: Request, experiment_id: int, store: StoreDep, acces
 def compare_page(
     request: Request, store: StoreDep, access: AccessDep, ids: Annotated[list[str] | None, Query()] = None
 ) -> HTMLResponse:
+    """2 to 100 experiments: the parameters that differ, final metrics (best per row), and charts drawn by
+    static/compare.js from the JSON block: overlaid curves of one metric (fetched, downsampled, from the
+    API), parallel coordinates and a param-vs-metric scatter of the final values."""
     parsed = parse_ids(ids)
     result = loaders.load_compare(store, access, parsed)
-    curves = loaders.load_curves(store, parsed)
     return render(
         request,
         "compare.html",
@@ -146,9 +191,42 @@ def compare_page(
         title="Compare experiments",
         c=result,
         ids=parsed,
-        curves=loaders.chart_data(curves),
-        names={e["experiment_id"]: f"#{e['experiment_id']} {e['name']}" for e in result["experiments"]},
+        chart=_compare_chart_data(result),
     )
+
+
+def _compare_chart_data(result: dict[str, Any]) -> dict[str, Any]:
+    """What compare.js draws: run names, the differing parameters as chart values (numbers, or text for
+    categories and nested values), each metric's finite final values, and the metric shown first (the first
+    logged on validation, else the first)."""
+
+    def chart_value(value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return value
+        return compare_read.canonical(value)
+
+    ids = [e["experiment_id"] for e in result["experiments"]]
+    metrics = [
+        {
+            "key": f"{m['evaluation_set']}/{m['name']}",
+            "lower": m["lower_is_better"],
+            "values": {i: x for i, x in m["values"].items() if x is not None and math.isfinite(x)},
+        }
+        for m in result["metrics"]
+    ]
+    keys = [m["key"] for m in metrics]
+    return {
+        "ids": ids,
+        "names": {e["experiment_id"]: f"#{e['experiment_id']} {e['name']}" for e in result["experiments"]},
+        "params": {
+            k: {i: chart_value(x) for i, x in result["hyperparameters"][k].items()}
+            for k in result["differing"]
+        },
+        "metrics": metrics,
+        "default": next((k for k in keys if k.startswith("validation/")), keys[0] if keys else None),
+    }
 
 
 @router.get("/run", response_class=HTMLResponse)
@@ -232,17 +310,52 @@ def datasets_page(request: Request, store: StoreDep, access: AccessDep, project:
 
 @router.get("/datasets/{dataset_id}/lineage", response_class=HTMLResponse)
 def lineage_page(request: Request, dataset_id: int, store: StoreDep, access: AccessDep) -> HTMLResponse:
-    graph = loaders.load_lineage(store, access, dataset_id)
-    by_id = {d["dataset_id"]: d for d in graph["datasets"]}
+    """The lineage graph around a dataset (also around an experiment or a model, the routes below)."""
+    return _lineage(request, store, access, "dataset", dataset_id)
+
+
+@router.get("/experiments/{experiment_id}/lineage", response_class=HTMLResponse)
+def experiment_lineage_page(
+    request: Request, experiment_id: int, store: StoreDep, access: AccessDep
+) -> HTMLResponse:
+    return _lineage(request, store, access, "experiment", experiment_id)
+
+
+@router.get("/models/{model_id}/lineage", response_class=HTMLResponse)
+def model_lineage_page(request: Request, model_id: int, store: StoreDep, access: AccessDep) -> HTMLResponse:
+    return _lineage(request, store, access, "model", model_id)
+
+
+_LINEAGE_NAV = {"dataset": "datasets", "experiment": "experiments", "model": "models"}
+
+
+def _lineage(request: Request, store: Any, access: Any, kind: str, entity_id: int) -> HTMLResponse:
+    graph = loaders.load_lineage_graph(store, access, kind, entity_id)
+    root = relative_root(request)
+    for node in graph["nodes"]:
+        node["href"] = _lineage_href(root, node)
+    center = next(n for n in graph["nodes"] if n["id"] == graph["root"])
     return render(
         request,
         "lineage.html",
-        nav="datasets",
-        title=f"Lineage of {graph['dataset']['name']}",
+        nav=_LINEAGE_NAV[kind],
+        title=f"Lineage of {kind} {center['name']}",
         g=graph,
-        datasets_by_id=by_id,
-        models_by_id={m["model_id"]: m for m in graph["models"]},
+        center=center,
+        kind=kind,
     )
+
+
+def _lineage_href(root: str, node: dict[str, Any]) -> str | None:
+    """The page a lineage node links to (datasets and models: their own lineage)."""
+    kind, ref = node["kind"], node["ref"]
+    if kind in ("dataset", "model"):
+        return f"{root}{kind}s/{ref}/lineage"
+    if kind == "experiment":
+        return f"{root}experiments/{ref}"
+    if kind == "endpoint":
+        return f"{root}deployments"
+    return None
 
 
 @router.get("/models", response_class=HTMLResponse)

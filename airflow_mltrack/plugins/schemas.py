@@ -6,9 +6,10 @@ Non-finite metric values are serialised as the strings ``"NaN"``, ``"Infinity"``
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class _Out(BaseModel):
@@ -64,15 +65,51 @@ class ExperimentOut(_Out):
     sort_value: float | None = None
 
 
+class ColumnOut(_Out):
+    """A chosen column of the experiment list: the key as asked, in one spelling, and its kind."""
+
+    key: str = Field(description="the key as given in columns=; each row's columns are keyed by it")
+    canonical: str = Field(description="metrics.<split>.<name>, params.<key> or attributes.<name>")
+    kind: str = Field(description="number (metrics), param, text, time, duration or status")
+
+
+class ExperimentRowOut(ExperimentOut):
+    """An experiment of the list with the values of the chosen columns."""
+
+    columns: dict[str, Any] = Field(
+        default_factory=dict,
+        description="key -> value: a metric's {value, min, max, step, points} (null: not logged), a "
+        "param's value (secrets hidden; null: not set), an attribute's value",
+    )
+
+    @field_serializer("columns")
+    def _columns(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """Non-finite metric values as strings here too (pydantic writes them as null inside ``Any``)."""
+        return {key: _finite(value) for key, value in columns.items()}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
 class ExperimentPageOut(_Out):
     """One page of the experiment list and the count of every match."""
 
-    total: int
+    total: int = Field(description="matches, counted exactly up to 10,000 (then a lower bound)")
+    total_exact: bool = Field(default=True, description="false: more than `total` match")
     limit: int
     offset: int
+    from_end: bool = Field(default=False, description="offset counts back from the last match")
     sort: str | None = None
     order: str
-    items: list[ExperimentOut]
+    filter: str | None = Field(default=None, description="the search expression applied")
+    order_by: list[str] = Field(default_factory=list, description="the order_by clauses applied")
+    columns: list[ColumnOut] = Field(default_factory=list)
+    items: list[ExperimentRowOut]
 
 
 class MetricSummaryOut(_Out):
@@ -95,25 +132,43 @@ class ExperimentDetailOut(_Out):
 
 
 class CurveOut(_Out):
-    """One metric of one experiment on one split, by step."""
+    """One metric of one experiment on one split, by step; downsampled when longer than ``points``
+    (then per bucket: the last step and its value, the finite min and max). docs/ui.md, "Charts"."""
 
     experiment_id: int
     name: str
     evaluation_set: str
     steps: list[int]
     values: list[float]
+    mins: list[float | None] | None = Field(None, description="per bucket finite min (downsampled only)")
+    maxs: list[float | None] | None = Field(None, description="per bucket finite max (downsampled only)")
+    gaps: list[int] = Field(
+        default_factory=list, description="steps of NaN/inf values (per bucket, the first)"
+    )
+    relative: list[float | None] = Field(
+        default_factory=list,
+        description="seconds from the experiment's start_time to each point's recorded_at",
+    )
+    start_time: dt.datetime | None = None
+    count: int = Field(0, description="rows of the series in the asked step range")
+    first_step: int | None = None
+    last_step: int | None = None
+    downsampled: bool = False
 
 
 class CompareMetricOut(_Out):
-    """The final value of one metric for each compared experiment."""
+    """The final value of one metric for each compared experiment, which way is better (guessed from the
+    name: loss, error, mse, mae, rmse, perplexity are lower-is-better) and the best experiments."""
 
     name: str
     evaluation_set: str
     values: dict[int, float | None]
+    lower_is_better: bool
+    best: list[int]
 
 
 class CompareOut(_Out):
-    """Experiments side by side: hyperparameters (and which differ) and final metric values."""
+    """2 to 100 experiments side by side: hyperparameters (and which differ) and final metric values."""
 
     experiments: list[ExperimentOut]
     hyperparameters: dict[str, dict[int, Any]]
@@ -291,6 +346,7 @@ class SchemaOut(_Out):
 
 __all__ = [
     "AssignmentOut",
+    "ColumnOut",
     "CompareMetricOut",
     "CompareOut",
     "CurveOut",
@@ -299,6 +355,7 @@ __all__ = [
     "ExperimentDetailOut",
     "ExperimentOut",
     "ExperimentPageOut",
+    "ExperimentRowOut",
     "JobOut",
     "LeaderboardRowOut",
     "LineageDatasetOut",

@@ -74,6 +74,8 @@ def routes(ids) -> list[str]:
         f"/mltrack/task-instance?dag_id={DEMO_DAG}&run_id={DEMO_RUN}&task_id=nothing",
         "/mltrack/datasets",
         f"/mltrack/datasets/{ids['raw']}/lineage",
+        f"/mltrack/experiments/{e}/lineage",
+        f"/mltrack/models/{ids['v1']}/lineage",
         "/mltrack/models",
         "/mltrack/deployments",
         "/mltrack/schema",
@@ -81,6 +83,10 @@ def routes(ids) -> list[str]:
         "/mltrack/api/experiments",
         f"/mltrack/api/experiments/{e}",
         f"/mltrack/api/experiments/{e}/curves",
+        f"/mltrack/api/experiments/{e}/curves.csv?key=validation/loss",
+        f"/mltrack/api/experiments/{e}/curves.json?key=validation/loss",
+        f"/mltrack/api/curves?ids={e},{t}&key=validation/loss",
+        "/mltrack/api/experiments.csv",
         f"/mltrack/api/compare?ids={e},{t}",
         f"/mltrack/api/compare/curves?ids={e},{t}",
         "/mltrack/api/leaderboard?project=vision&metric=accuracy",
@@ -234,7 +240,7 @@ def test_compare_json(client, admin, ids):
     assert acc["values"] == {str(a): pytest.approx(0.81), str(b): pytest.approx(0.88)}
     page = client.get(f"/mltrack/compare?ids={a},{b}", headers=admin).text
     assert 'class="diff"' in page and "learning_rate" in page
-    for bad in ("ids=1", f"ids={a}&ids=abc", "ids=" + ",".join(str(i) for i in range(1, 13))):
+    for bad in ("ids=1", f"ids={a}&ids=abc", "ids=" + ",".join(str(i) for i in range(1, 102))):
         response = client.get(f"/mltrack/api/compare?{bad}", headers=admin)
         assert response.status_code == 422 and response.json()["field"] == "ids", bad
     assert client.get(f"/mltrack/api/compare?ids={a},999999", headers=admin).status_code == 404
@@ -281,7 +287,7 @@ def test_leaderboard_lineage_deployments_schema(client, admin, ids):
         ("2", 100.0, True),
     ]
     page = client.get("/mltrack/deployments", headers=admin).text
-    assert "resnet v2 · 100%" in page
+    assert '<bdi>resnet</bdi> <span class="ver">v2</span> · 100%' in page
 
     schema = client.get("/mltrack/api/schema", headers=admin).json()
     assert schema["dialect"] == "postgresql" and "erDiagram" in schema["mermaid"]
@@ -316,9 +322,11 @@ def test_script_names_are_escaped(client, admin, ids):
         assert "&lt;script&gt;alert(" in html, path
         assert "</script><b>" not in html, path  # a hyperparameter value cannot close the page's script
     compare = client.get(f"/mltrack/compare?ids={ids['xss']},{ids['baseline']}", headers=admin).text
-    labels = re.search(r'<script type="application/json" id="mltrack-labels">(.*?)</script>', compare, re.S)
-    assert labels and "<" not in labels.group(1)
-    assert f"#{ids['xss']} {XSS_NAME}" in json.loads(labels.group(1)).values()
+    data = re.search(r'<script type="application/json" id="compare-data">(.*?)</script>', compare, re.S)
+    assert data and "<" not in data.group(1)
+    assert XSS_NAME in data.group(1).encode().decode("unicode_escape") or XSS_NAME in json.dumps(
+        json.loads(data.group(1)), ensure_ascii=False
+    )
 
 
 def test_pages_link_relatively_and_into_airflow(client, admin, ids):

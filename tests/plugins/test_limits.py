@@ -75,7 +75,7 @@ def test_every_route_sends_browser_protections(client, admin):
 
     app = mounted_app(client)
     paths = [r.path for r in app.routes if isinstance(r, APIRoute)]
-    values = {"experiment_id": "1", "dataset_id": "1", "path": "mltrack.css"}
+    values = {"experiment_id": "1", "dataset_id": "1", "model_id": "1", "path": "mltrack.css"}
     checked = 0
     for path in paths:
         url = "/mltrack" + re.sub(r"\{(\w+)(:path)?\}", lambda m: values[m.group(1)], path)

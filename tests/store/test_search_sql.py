@@ -324,3 +324,62 @@ def test_count_stops_at_the_cap_and_the_last_page_reads_from_the_end(
         N - 5,
     )
     assert [row["experiment_id"] for row in exact["items"]] == every[-5:]
+
+
+# -- tag values (revision 0006) -------------------------------------------------------------------------
+
+TAG_VALUE_CASES: list[tuple[str, Any]] = [
+    ("tags.stage = 'prod'", lambda f, stage: stage == "prod"),
+    ("tags.stage != 'prod'", lambda f, stage: stage not in (None, "prod")),
+    ("tags.stage LIKE 'p%'", lambda f, stage: stage is not None and stage.startswith("p")),
+    ("tags.stage ILIKE 'P%'", lambda f, stage: stage is not None and stage.lower().startswith("p")),
+    ("tags.stage IN ('dev', 'prod')", lambda f, stage: stage in ("dev", "prod")),
+    ("tags.stage NOT IN ('dev')", lambda f, stage: stage not in (None, "dev")),
+    ("tags.stage IS NOT NULL", lambda f, stage: stage is not None),
+    ("tags.base = 'base'", lambda f, stage: False),  # the seeded labels have no value
+    ("tags.base != 'x'", lambda f, stage: False),
+    ("tags.base IS NOT NULL", lambda f, stage: f["tagged"]),
+    ("tags.base IS NOT NULL and tags.stage = 'prod'", lambda f, stage: f["tagged"] and stage == "prod"),
+    (
+        "tags.stage = 'prod' and params.lr > 0.05",
+        lambda f, stage: stage == "prod" and f["params"]["lr"] > 0.05,
+    ),
+]
+
+
+def test_tag_values_beside_labels_match_python(
+    store: TrackingStore, seeded: dict[int, dict[str, Any]]
+) -> None:
+    """Values set on the seeded experiments (the seeded rows are unchanged: a new tag only)."""
+    stages = {
+        i: ["prod", "dev", "Prod", "pre"][f["i"] % 4] if f["i"] % 3 else None for i, f in seeded.items()
+    }
+    for experiment, stage in stages.items():
+        if stage is not None:
+            store.set_tag("experiment", experiment, "stage", stage)
+    wrong = {}
+    for text, predicate in TAG_VALUE_CASES:
+        expected = {i for i, facts in seeded.items() if predicate(facts, stages[i])}
+        got = found(store, text)
+        if got != expected:
+            wrong[text] = {"missing": sorted(expected - got), "extra": sorted(got - expected)}
+    assert not wrong
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tags.base = 'x'' OR ''1''=''1'",
+        "tags.`base' OR '1'='1` = 'x'",
+        "tags.base IN ('a'); DELETE FROM tag_assignments; --')",
+        "tags.`base`` = 1 --` LIKE '%'",
+    ],
+)
+def test_tag_injection_finds_nothing_and_changes_nothing(
+    store: TrackingStore, seeded: dict[int, dict[str, Any]], text: str
+) -> None:
+    try:
+        assert found(store, text) == set()
+    except SearchError:
+        pass  # refused before any SQL: as good
+    assert found(store, "tags.base IS NOT NULL") == {i for i, f in seeded.items() if f["tagged"]}

@@ -3,9 +3,9 @@
 Every value is a bound parameter (keys too: JSON paths and names are parameters, never SQL text).
 Indexes serve the selective parts: a metric comparison is a range of ``idx_metric_latest_key_value``
 (name, split, value); a param equality is JSONB containment (``@>``, the GIN index
-``idx_experiments_hyperparameters``) on PostgreSQL; tags go through ``uq_tags_name`` and
-``tag_assignments``' key. Written once for the API, the pages, the CLI and the MLflow adapter
-(docs/architecture.md, "Search").
+``idx_experiments_hyperparameters``) on PostgreSQL; tags (present, or their value compared) go through
+``uq_tags_name`` and ``tag_assignments``' key. Written once for the API, the pages, the CLI and the MLflow
+adapter (docs/architecture.md, "Search").
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from airflow_mltrack.store import tables
 from airflow_mltrack.store.search import keys as k
 from airflow_mltrack.store.search.grammar import BoolOp, Comparison, Node, OrderKey, SearchError
+from airflow_mltrack.store.validation import canonical_name
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -99,12 +100,7 @@ class Compiler:
                     self.check_param(key, value)
             return self.param(key, c.op, c.value)
         if key.entity == "tags":
-            tagged = experiments.c.experiment_id.in_(
-                select(tables.tag_assignments.c.entity_id)
-                .join(tables.tags, tables.tags.c.tag_id == tables.tag_assignments.c.tag_id)
-                .where(tables.tag_assignments.c.entity_type == "experiment", tables.tags.c.name == key.name)
-            )
-            return tagged if c.op == "IS NOT NULL" else not_(tagged)
+            return self.tag(key, c.op, c.value)
         if key.entity in RELATED_TABLES:
             table, fk, columns = RELATED_TABLES[key.entity]
             column = table.c[columns[key.name]]
@@ -125,6 +121,22 @@ class Compiler:
         return experiments.c.experiment_id.in_(
             ids.where(self.number(latest.value), self.compare(latest.value, op, value, "number"))
         )
+
+    def tag(self, key: k.Key, op: str, value: Any) -> Any:
+        """A tag present (label or value), absent, or its value compared as text. The tag's id comes from
+        ``uq_tags_name``; the carriers from the key (tag_id, entity_type, entity_id) of ``tag_assignments``.
+        A label's value is NULL: no value comparison matches it (``!=`` and ``NOT IN`` neither)."""
+        assignments, tags = tables.tag_assignments.c, tables.tags.c
+        tag_id = select(tags.tag_id).where(tags.name == canonical_name(key.name)).scalar_subquery()
+        carriers = select(assignments.entity_id).where(
+            assignments.tag_id == tag_id, assignments.entity_type == "experiment"
+        )
+        if op == "IS NULL":
+            return not_(experiments.c.experiment_id.in_(carriers))
+        if op == "IS NOT NULL":
+            return experiments.c.experiment_id.in_(carriers)
+        compared = self.compare(assignments.value, op, value, "text")
+        return experiments.c.experiment_id.in_(carriers.where(assignments.value.is_not(None), compared))
 
     def number(self, column: Any) -> Any:
         """Not NaN (PostgreSQL's NaN compares above every number; SQLite's NaN is NULL, or old 'NaN' text)."""
@@ -211,7 +223,7 @@ class Compiler:
         if self.postgres:
             docs = [_nest(path, c) for path in paths for c in candidates]
             column = cast(experiments.c.hyperparameters, JSONB)
-            return or_(*[column.op("@>")(cast(literal(d, JSONB), JSONB)) for d in docs])
+            return or_(*[column.op("@>", is_comparison=True)(cast(literal(d, JSONB), JSONB)) for d in docs])
         parts = []
         for path in paths:
             kind, _, scalar = self.json_at(path)
@@ -271,7 +283,7 @@ class Compiler:
         if self.postgres:
             return column.like(pattern) if case_sensitive else column.ilike(pattern)
         if case_sensitive:  # SQLite's LIKE ignores ASCII case: GLOB is its case-sensitive match
-            return column.op("GLOB")(_like_to_glob(pattern))
+            return column.op("GLOB", is_comparison=True)(_like_to_glob(pattern))
         return column.like(pattern, escape="\\")
 
     def time_value(self, value: Any) -> dt.datetime:

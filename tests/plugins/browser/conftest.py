@@ -221,7 +221,7 @@ def _direct_shot(context, url: str, name: str) -> Path:
     page = context.new_page()
     try:
         page.goto(url)
-        expect(page.locator("#charts .uplot canvas").first).to_be_visible()
+        expect(page.locator(".uplot canvas").first).to_be_visible()
         return _shot(page, name)
     finally:
         page.close()
@@ -240,6 +240,29 @@ def _canvas_drawn(frame) -> bool:
         """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                   for (let i = 3; i < d.length; i += 4) { if (d[i] !== 0) return true; } return false; }"""
     )
+
+
+def remove_project(store, project: str) -> None:
+    """Every row of ``project`` deleted (the store has no delete API: a test-only cleanup). Tests that add
+    many rows to the shared database remove them, so the next module sees the seeded list."""
+    from sqlalchemy import delete, select
+
+    from airflow_mltrack.store import tables as t
+
+    with store.write() as conn:
+        pid = conn.execute(select(t.projects.c.project_id).where(t.projects.c.name == project)).scalar_one()
+        exp_ids = select(t.experiments.c.experiment_id).where(t.experiments.c.project_id == pid)
+        model_ids = select(t.models.c.model_id).where(t.models.c.project_id == pid)
+        conn.execute(delete(t.experiment_tasks).where(t.experiment_tasks.c.experiment_id.in_(exp_ids)))
+        conn.execute(delete(t.metric_latest).where(t.metric_latest.c.experiment_id.in_(exp_ids)))
+        conn.execute(delete(t.metrics).where(t.metrics.c.experiment_id.in_(exp_ids)))
+        conn.execute(delete(t.experiments).where(t.experiments.c.project_id == pid))
+        conn.execute(delete(t.endpoint_models).where(t.endpoint_models.c.model_id.in_(model_ids)))
+        conn.execute(delete(t.deployment_endpoints).where(t.deployment_endpoints.c.project_id == pid))
+        conn.execute(delete(t.preprocessing_jobs).where(t.preprocessing_jobs.c.project_id == pid))
+        conn.execute(delete(t.datasets).where(t.datasets.c.project_id == pid))
+        conn.execute(delete(t.models).where(t.models.c.project_id == pid))
+        conn.execute(delete(t.projects).where(t.projects.c.project_id == pid))
 
 
 shot = _shot

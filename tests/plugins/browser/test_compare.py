@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.plugins.browser.conftest import STEP_TIMEOUT_MS, canvas_drawn, publish, shot, sign_in
+from tests.plugins.browser.conftest import (
+    STEP_TIMEOUT_MS,
+    canvas_drawn,
+    publish,
+    remove_project,
+    shot,
+    sign_in,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
 
@@ -45,6 +52,17 @@ def test_compare_fifty_in_the_airflow_ui(airflow_server, browser, browser_pg):
     expect.set_options(timeout=STEP_TIMEOUT_MS)
     url, _ = browser_pg
     ids = _make_runs(url)
+    try:
+        _compare_fifty(airflow_server, browser, ids)
+    finally:  # the other modules share this database: leave the seeded list as it was
+        from airflow_mltrack.store import TrackingStore
+
+        remove_project(TrackingStore.from_url(url), PROJECT)
+
+
+def _compare_fifty(airflow_server, browser, ids) -> None:
+    from playwright.sync_api import expect
+
     base = airflow_server
     context, page = sign_in(browser, base)
     errors: list[str] = []

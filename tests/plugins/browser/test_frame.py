@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from tests.plugins.browser.conftest import STEP_TIMEOUT_MS, publish, shot, sign_in
+from tests.plugins.browser.conftest import STEP_TIMEOUT_MS, publish, remove_project, shot, sign_in
 from tests.plugins.conftest import DEMO_DAG, DEMO_RUN
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
@@ -55,30 +55,8 @@ def frame_rows(browser_pg):
     store.deploy_model(PROJECT, "frame-endpoint", model, 100)
     dispose_engines()
     yield {"raw": raw, "wide": wide, "model": model, "long": long}
-    _remove_project(store, PROJECT)
+    remove_project(store, PROJECT)
     dispose_engines()
-
-
-def _remove_project(store, project: str) -> None:
-    """Every row of ``project`` deleted (the store has no delete API: a test-only cleanup)."""
-    from sqlalchemy import delete, select
-
-    from airflow_mltrack.store import tables as t
-
-    with store.write() as conn:
-        pid = conn.execute(select(t.projects.c.project_id).where(t.projects.c.name == project)).scalar_one()
-        exp_ids = select(t.experiments.c.experiment_id).where(t.experiments.c.project_id == pid)
-        model_ids = select(t.models.c.model_id).where(t.models.c.project_id == pid)
-        conn.execute(delete(t.experiment_tasks).where(t.experiment_tasks.c.experiment_id.in_(exp_ids)))
-        conn.execute(delete(t.metric_latest).where(t.metric_latest.c.experiment_id.in_(exp_ids)))
-        conn.execute(delete(t.metrics).where(t.metrics.c.experiment_id.in_(exp_ids)))
-        conn.execute(delete(t.experiments).where(t.experiments.c.project_id == pid))
-        conn.execute(delete(t.endpoint_models).where(t.endpoint_models.c.model_id.in_(model_ids)))
-        conn.execute(delete(t.deployment_endpoints).where(t.deployment_endpoints.c.project_id == pid))
-        conn.execute(delete(t.preprocessing_jobs).where(t.preprocessing_jobs.c.project_id == pid))
-        conn.execute(delete(t.datasets).where(t.datasets.c.project_id == pid))
-        conn.execute(delete(t.models).where(t.models.c.project_id == pid))
-        conn.execute(delete(t.projects).where(t.projects.c.project_id == pid))
 
 
 def _frame_ready(page, text):

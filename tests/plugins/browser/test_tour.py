@@ -77,7 +77,7 @@ def test_signed_in_user_browses_ml_tracking(airflow_server, browser, seeded_pg):
         frame.get_by_role("button", name="Compare selected").click()
         expect(frame.locator("h1")).to_have_text("Compare 2 experiments")
         expect(frame.locator("#param-table tr.diff")).to_contain_text("learning_rate")
-        expect(frame.locator("#charts")).to_have_attribute("data-charts", "2")
+        expect(frame.locator("#curves")).to_have_attribute("data-series", "2")  # both runs, one chart
         assert _canvas_drawn(frame.locator("body"))
         _shot(page, "compare-in-airflow")
         _publish(
