@@ -112,6 +112,7 @@ def seed_xss(store: Any) -> dict[str, Any]:
     return {
         "experiment_id": first,
         "dataset_id": data,
+        "model_id": model,
         "ids": f"{first},{second},{hidden}",
         "project": PROJECT,
         "metric": XSS,
@@ -302,6 +303,7 @@ def test_secrets_never_reach_the_store_logs_api_or_pages(tracking_pg, monkeypatc
         "ids": ",".join(str(e["experiment_id"]) for e in by_name.values()),
         "metric": "loss",
         "dataset_id": dataset["dataset_id"],
+        "model_id": next(iter(by_name.values()))["model_id"],
         "dag_id": "mltrack_secrets",
         "run_id": result["run_id"],
         "task_id": "train",
