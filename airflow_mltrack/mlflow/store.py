@@ -1,0 +1,356 @@
+"""The MLflow tracking store of ``mltrack://<conn_id>``: MLflow's ``AbstractStore`` over our
+:class:`~airflow_mltrack.store.TrackingStore` (mapping and what is lossy: docs/mlflow.md)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mlflow.entities import (
+    Experiment,
+    ExperimentTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
+from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
+from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.mlflow import mapping as m
+from airflow_mltrack.store import TrackingStore
+from airflow_mltrack.store.payloads import MetricRow, dedupe
+from airflow_mltrack.store.reads.experiment_list import MAX_PAGE, ExperimentFilter, experiment_page
+from airflow_mltrack.store.search import parse_filter
+from airflow_mltrack.vocabulary import PLACEHOLDER_DATA_TYPE, PLACEHOLDER_DATASET, PLACEHOLDER_FRAMEWORK
+
+
+def _mlflow_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Our errors as MlflowException: a missing row -> RESOURCE_DOES_NOT_EXIST, bad input ->
+    INVALID_PARAMETER_VALUE (the codes MLflow's client and REST layer map to 404 and 400)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except NotFoundError as exc:
+            raise MlflowException(str(exc), error_code=RESOURCE_DOES_NOT_EXIST) from exc
+        except MLTrackError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+
+    return wrapper
+
+
+def _invalid(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+class MLTrackMlflowStore(AbstractStore):
+    """MLflow experiments are our projects, MLflow runs our experiments (run_id = our experiment id)."""
+
+    def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None, *, store: Any = None):
+        super().__init__()
+        self.conn_id = m.conn_id_of(store_uri or "mltrack://")
+        self.artifact_uri = artifact_uri
+        self._tracking: TrackingStore | None = store
+
+    # -- the store, with the running task as its task link -------------------------------------------
+    @property
+    def tracking(self) -> TrackingStore:
+        """Our store for the connection (resolved once, as ``MLTrackHook`` does); its task link is the
+        task instance running now (MLflow caches this object per URI for the whole process)."""
+        from airflow_mltrack.hooks.mltrack import MLTrackHook, current_task_link
+
+        if self._tracking is None:
+            self._tracking = MLTrackHook(mltrack_conn_id=self.conn_id).get_store()
+        self._tracking.task_link = current_task_link()
+        return self._tracking
+
+    @contextmanager
+    def _run(self, run_id: str) -> Iterator[tuple[TrackingStore, int]]:
+        yield self.tracking, m.experiment_id_of(run_id)
+
+    # -- experiments (our projects) ------------------------------------------------------------------
+    def _project_id(self, experiment_id: Any) -> int:
+        project_id = m.project_id_of(experiment_id)
+        if project_id is None:
+            return self.tracking.ensure_project(m.DEFAULT_PROJECT)
+        return int(self.tracking.get_project(project_id)["project_id"])
+
+    def _experiment(self, project: dict[str, Any]) -> Experiment:
+        tags = self.tracking.tag_values("project", project["project_id"])
+        return Experiment(
+            experiment_id=str(project["project_id"]),
+            name=project["name"],
+            artifact_location=self.artifact_uri or "",
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            tags=[ExperimentTag(k, v or "") for k, v in tags.items()],
+            creation_time=m.millis(project.get("created_at") or project.get("start_date")),
+            last_update_time=m.millis(project.get("updated_at") or project.get("created_at")),
+        )
+
+    @_mlflow_errors
+    def create_experiment(self, name: str, artifact_location: str | None = None, tags: Any = None) -> str:
+        known = {p["name"] for p in self.tracking.list_projects()}
+        if name in known:
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", error_code=RESOURCE_ALREADY_EXISTS
+            )
+        project_id = self.tracking.ensure_project(name)
+        if tags:
+            self.tracking.set_tags("project", project_id, {t.key: t.value for t in tags})
+        return str(project_id)
+
+    @_mlflow_errors
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._experiment(self.tracking.get_project(self._project_id(experiment_id)))
+
+    @_mlflow_errors
+    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
+        if experiment_name == m.DEFAULT_PROJECT:
+            return self.get_experiment(m.DEFAULT_EXPERIMENT_ID)
+        for project in self.tracking.list_projects():
+            if project["name"] == experiment_name:
+                return self._experiment(project)
+        return None
+
+    @_mlflow_errors
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """Every project, by name (``filter_string``/``order_by`` are not supported here: refused)."""
+        if filter_string or order_by:
+            raise _invalid("search_experiments: filter_string and order_by are not supported by mltrack://")
+        if view_type == ViewType.DELETED_ONLY:
+            return PagedList([], None)
+        start = int(page_token or 0)
+        projects = self.tracking.list_projects()
+        page = projects[start : start + max_results]
+        token = str(start + max_results) if start + max_results < len(projects) else None
+        return PagedList([self._experiment(p) for p in page], token)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        raise _invalid("mltrack:// cannot delete experiments (projects are kept; archive them in mltrack)")
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        raise _invalid("mltrack:// cannot restore experiments (they are never deleted)")
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        raise _invalid("mltrack:// cannot rename experiments (project names are their identity)")
+
+    # -- runs (our experiments) ----------------------------------------------------------------------
+    @_mlflow_errors
+    def create_run(
+        self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: str | None
+    ) -> Run:
+        store = self.tracking
+        project_id = self._project_id(experiment_id)
+        given = {t.key: t.value for t in tags or []}
+        link = m.link_fields(given)
+        if not link and store.task_link is not None:  # inside a task without the context provider
+            tl = store.task_link
+            link = {
+                "dag_id": tl.dag_id,
+                "run_id": tl.run_id,
+                "task_id": tl.task_id,
+                "map_index": tl.map_index,
+            }
+            if tl.try_number is not None:
+                link["try_number"] = tl.try_number
+        name = run_name or given.get(MLFLOW_RUN_NAME)
+        if not name:
+            from mlflow.utils.name_utils import _generate_random_name
+
+            name = m.run_name_for(link) if link else _generate_random_name()
+        model_id = store.register_model(project_id, name, framework=PLACEHOLDER_FRAMEWORK)
+        dataset_id = store.register_dataset(project_id, PLACEHOLDER_DATASET, data_type=PLACEHOLDER_DATA_TYPE)
+        run = store.create_experiment(project_id, name, model_id, dataset_id, status="Running", **link)
+        if store.get_experiment(run)["status"] != "Running":  # a retry of the task: resume the run
+            try:
+                store.set_status(run, "Running")
+            except MLTrackError as exc:
+                raise _invalid(f"run {run} cannot run again: {exc}") from exc
+        values = {k: v for k, v in given.items() if k not in m.LINK_TAGS}
+        values[MLFLOW_RUN_NAME] = name
+        if user_id and MLFLOW_USER not in values:
+            values[MLFLOW_USER] = user_id
+        store.set_tags("experiment", run, values)
+        return self.get_run(str(run))
+
+    @_mlflow_errors
+    def get_run(self, run_id: str) -> Run:
+        with self._run(run_id) as (store, experiment_id):
+            row = store.get_experiment(experiment_id)
+            tags = {k: v or "" for k, v in store.tag_values("experiment", experiment_id).items()}
+            latest = store.latest_metrics(experiment_id)
+        tags.update(m.link_tags(row))
+        params = {k: m.param_text(v) for k, v in (row.get("hyperparameters") or {}).items()}
+        info = RunInfo(
+            run_id=str(experiment_id),
+            experiment_id=str(row["project_id"]),
+            user_id=tags.get(MLFLOW_USER, ""),
+            status=m.TO_MLFLOW[row["status"]],
+            start_time=m.millis(row.get("start_time")),
+            end_time=m.millis(row.get("end_time")),
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            artifact_uri=self.artifact_uri,
+            run_name=tags.get(MLFLOW_RUN_NAME) or row["name"],
+        )
+        updated = m.millis(row.get("updated_at")) or 0
+        metrics = [
+            Metric(x["name"], x["value"], updated, x["step"] if x["step"] is not None else 0) for x in latest
+        ]
+        data = RunData(
+            metrics=metrics,
+            params=[Param(k, v) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        return Run(run_info=info, run_data=data)
+
+    @_mlflow_errors
+    def update_run_info(
+        self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None
+    ) -> Any:
+        with self._run(run_id) as (store, experiment_id):
+            status = RunStatus.to_string(run_status) if isinstance(run_status, int) else str(run_status)
+            ours = m.TO_OURS.get(status)
+            if ours is None:
+                raise _invalid(f"run_status {status!r} is not one of {', '.join(m.TO_OURS)}")
+            current = store.get_experiment(experiment_id)["status"]
+            if current != ours:
+                store.set_status(experiment_id, ours)
+            if run_name:
+                store.set_tag("experiment", experiment_id, MLFLOW_RUN_NAME, run_name)
+        return self.get_run(run_id).info
+
+    def delete_run(self, run_id: str) -> None:
+        raise _invalid("mltrack:// cannot delete runs: experiments are kept (cancel it instead)")
+
+    def restore_run(self, run_id: str) -> None:
+        raise _invalid("mltrack:// cannot restore runs (they are never deleted)")
+
+    # -- logging -------------------------------------------------------------------------------------
+    @_mlflow_errors
+    def log_batch(self, run_id: str, metrics: Any, params: Any, tags: Any) -> None:
+        metrics, params, tags = list(metrics or []), list(params or []), list(tags or [])
+        if len(metrics) > MAX_METRICS_PER_BATCH:
+            raise _invalid(f"A batch logging request can contain at most {MAX_METRICS_PER_BATCH} metrics")
+        if len(params) + len(tags) > MAX_PARAMS_TAGS_PER_BATCH:
+            raise _invalid(f"A batch can contain at most {MAX_PARAMS_TAGS_PER_BATCH} params and tags")
+        with self._run(run_id) as (store, experiment_id):
+            row = store.get_experiment(experiment_id)
+            if row["status"] in ("Completed", "Cancelled"):
+                raise _invalid(f"The run {run_id} must be in the 'active' state; it is {row['status']}")
+            if params:
+                self._log_params(store, experiment_id, row.get("hyperparameters") or {}, params)
+            if tags:
+                values = {t.key: t.value for t in tags if t.key not in m.LINK_TAGS}
+                store.set_tags("experiment", experiment_id, values)
+            if metrics:
+                known = store.tag_values("experiment", experiment_id)
+                default = next((t.value for t in tags if t.key == m.DEFAULT_SPLIT_TAG), None)
+                default = default or known.get(m.DEFAULT_SPLIT_TAG)
+                batch = [
+                    MetricRow(x.key, float(x.value), int(x.step or 0), m.split_of(x.key, default))
+                    for x in metrics
+                ]
+                store.log_metric_rows(experiment_id, dedupe(batch))
+
+    @staticmethod
+    def _log_params(store: TrackingStore, experiment_id: int, current: dict[str, Any], params: Any) -> None:
+        """MLflow params are write-once: the same value again is fine, another value is refused."""
+        new: dict[str, Any] = {}
+        for param in params:
+            value = str(param.value)
+            before = new.get(param.key, current.get(param.key))
+            if before is not None and m.param_text(before) != value and before != "***":
+                raise _invalid(
+                    f"Changing param values is not allowed. Param with key='{param.key}' was already "
+                    f"logged with value='{m.param_text(before)}' for run ID='{experiment_id}'. "
+                    f"Attempted logging new value '{value}'."
+                )
+            new[param.key] = m.param_value(value)
+        store.log_hyperparameters(experiment_id, new)
+
+    @_mlflow_errors
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._run(run_id) as (store, experiment_id):
+            if not store.delete_tag("experiment", experiment_id, key):
+                raise MlflowException(
+                    f"No tag with name: {key} in run with id {run_id}", error_code=RESOURCE_DOES_NOT_EXIST
+                )
+
+    @_mlflow_errors
+    def get_metric_history(
+        self, run_id: str, metric_key: str, max_results: int | None = None, page_token: str | None = None
+    ) -> PagedList:
+        with self._run(run_id) as (store, experiment_id):
+            default = store.tag_values("experiment", experiment_id).get(m.DEFAULT_SPLIT_TAG)
+            points = store.metric_history(experiment_id, metric_key, m.split_of(metric_key, default))
+        history = [
+            Metric(metric_key, p["value"], m.millis(p.get("recorded_at")) or 0, p["step"] or 0)
+            for p in points
+        ]
+        start = int(page_token or 0)
+        if max_results is None:
+            return PagedList(history[start:], None)
+        end = start + max_results
+        return PagedList(history[start:end], str(end) if end < len(history) else None)
+
+    def log_inputs(self, run_id: str, datasets: Any = None, models: Any = None) -> None:
+        if datasets or models:
+            raise _invalid("mltrack:// does not record MLflow dataset or model inputs yet")
+
+    # -- search --------------------------------------------------------------------------------------
+    @_mlflow_errors
+    def _search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: list[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        """Through our search language (MLflow's syntax); page tokens are offsets."""
+        if run_view_type == ViewType.DELETED_ONLY or not experiment_ids:
+            return [], None
+        names = [self.tracking.get_project(self._project_id(e))["name"] for e in experiment_ids]
+        quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
+        search = f"attributes.project IN ({quoted})"
+        if filter_string and filter_string.strip():
+            parse_filter(filter_string)  # a mistake is reported at its position in the caller's text
+            search = f"{search} AND ({filter_string})"
+        offset = int(page_token or 0) if str(page_token or 0).isdigit() else -1
+        if offset < 0:
+            raise _invalid(f"Invalid page token: {page_token!r}")
+        limit = max(1, min(int(max_results), MAX_PAGE))
+        where = ExperimentFilter(
+            search=search, order_by=tuple(order_by or ()), limit=limit, offset=offset, order="desc"
+        )
+        page = experiment_page(self.tracking, where)
+        runs = [self.get_run(str(item["experiment_id"])) for item in page["items"]]
+        more = offset + len(runs) < page["total"] or (not page["total_exact"] and len(runs) == limit)
+        return runs, (str(offset + len(runs)) if more and runs else None)
