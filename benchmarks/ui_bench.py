@@ -72,13 +72,17 @@ def add_long_curves(url: str, n: int) -> None:
 
 
 def explorer_routes(url: str, n: int) -> list[tuple[str, str]]:
-    """The issue-13 routes; the last page's offset from the filter's count."""
+    """The issue-13 routes. The last page is the pager's "Last" link: past the count cap it reads from the
+    end (``from_end``), else it is the offset of the last 50."""
     from urllib.parse import urlencode
 
     store = TrackingStore.from_url(url)
-    total = experiment_page(store, ExperimentFilter(search=EXPLORER_FILTER, limit=1))["total"]
+    counted = experiment_page(store, ExperimentFilter(search=EXPLORER_FILTER, limit=1))
     query = {"filter": EXPLORER_FILTER, "order_by": EXPLORER_ORDER, "columns": EXPLORER_COLUMNS}
-    last = {**query, "offset": max((total - 1) // 50 * 50, 0)}
+    if counted["total_exact"]:
+        last = {**query, "offset": max((counted["total"] - 1) // 50 * 50, 0)}
+    else:
+        last = {**query, "from_end": "1"}
     long_ids = long_curve_ids(n)
     hundred = ",".join(str(1 + i * (n // 100)) for i in range(100))
     return [
@@ -88,7 +92,15 @@ def explorer_routes(url: str, n: int) -> list[tuple[str, str]]:
         ("13: explorer ... last page (api)", f"/mltrack/api/experiments?{urlencode(last)}"),
         ("13: experiment with 10k-step curve (page)", f"/mltrack/experiments/{long_ids[0]}"),
         ("13: compare 3 with 10k-step curves (page)", f"/mltrack/compare?ids={','.join(map(str, long_ids))}"),
+        (
+            "13: compare 3: curves the page fetches (api)",
+            f"/mltrack/api/curves?ids={','.join(map(str, long_ids))}&key=train/curve&points=1000",
+        ),
         ("13: compare 100 (page)", f"/mltrack/compare?ids={hundred}"),
+        (
+            "13: compare 100: curves the page fetches (api)",
+            f"/mltrack/api/curves?ids={hundred}&key=validation/loss&points=200",
+        ),
     ]
 
 

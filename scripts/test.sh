@@ -70,7 +70,7 @@ if [ "${MLTRACK_FORCE_INSTALL:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$sta
 fi
 
 if [ "$#" -eq 0 ]; then
-    echo "scripts/test.sh: running the whole suite (about 10 minutes on 2 cores) ..." >&2
+    echo "scripts/test.sh: running the whole suite (about 12 minutes on 2 cores) ..." >&2
 fi
 set +e
 .venv/bin/python -m pytest "$@"

@@ -165,7 +165,7 @@ class ExperimentQuery:
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
     from_end: Annotated[
-        bool, Query(description="offset counts back from the last match (the last pages past 10,000 matches)")
+        bool, Query(description="offset counts back from the last match (the last pages past 1,000 matches)")
     ] = False
     filter: Annotated[str | None, Query(description=FILTER_HELP)] = None
     order_by: Annotated[list[str] | None, Query(description=ORDER_BY_HELP)] = None

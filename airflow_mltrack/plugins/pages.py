@@ -110,8 +110,8 @@ def experiments_page(
         error, page = runs_table.inline_error(exc, filter), runs_table.empty_page(PAGE_SIZE)
     keys = ("project", "status", "dag_id", "run_id", "tag", "param", "filter")
     filtered = any(params[k] for k in keys)
-    choices = experiment_list.filter_choices(store, access.visible_dag_ids)
-    columns_offered = _sort_choices(store, project or None, access.visible_dag_ids)
+    choices = _cached_choices("filters", store, None, access.visible_dag_ids)
+    columns_offered = _cached_choices("columns", store, project or None, access.visible_dag_ids)
     qs = lambda **changes: query_string(params, **changes)  # noqa: E731
     return render(
         request,
@@ -138,22 +138,25 @@ def experiments_page(
     )
 
 
-# The column choices change rarely: each process keeps them for a minute (a skip scan of metric_latest's key
-# index, a few ms at 10M metric rows, see benchmarks/ui_bench.py, and the parameter keys of the newest
-# experiments; no query at all on most renders).
-_SORT_CHOICES: TTLCache = TTLCache(maxsize=256, ttl=60)
-_SORT_CHOICES_LOCK = threading.Lock()
+# The quick-filter values and the column choices change rarely: each process keeps them for a minute (at
+# 100k experiments they cost about 60 and 50 ms, see benchmarks/ui_bench.py; no query at all on most renders).
+_CHOICES: TTLCache = TTLCache(maxsize=256, ttl=60)
+_CHOICES_LOCK = threading.Lock()
 
 
-def _sort_choices(store: Any, project: str | None, visible: Any) -> dict[str, list[str]]:
-    """The keys the column chooser and the filter box offer (``experiment_list.column_choices``)."""
-    key = (store.url, project, None if visible is None else frozenset(visible))
-    with _SORT_CHOICES_LOCK:
-        cached = _SORT_CHOICES.get(key)
+def _cached_choices(kind: str, store: Any, project: str | None, visible: Any) -> Any:
+    """``experiment_list.filter_choices`` ("filters": projects, DAG ids, tags) or ``column_choices``
+    ("columns": the keys the column chooser and the filter box offer), kept a minute per process."""
+    key = (kind, store.url, project, None if visible is None else frozenset(visible))
+    with _CHOICES_LOCK:
+        cached = _CHOICES.get(key)
     if cached is None:
-        cached = experiment_list.column_choices(store, project, visible)
-        with _SORT_CHOICES_LOCK:
-            _SORT_CHOICES[key] = cached
+        if kind == "filters":
+            cached = experiment_list.filter_choices(store, visible)
+        else:
+            cached = experiment_list.column_choices(store, project, visible)
+        with _CHOICES_LOCK:
+            _CHOICES[key] = cached
     return cached
 
 

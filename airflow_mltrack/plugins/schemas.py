@@ -99,7 +99,7 @@ def _finite(value: Any) -> Any:
 class ExperimentPageOut(_Out):
     """One page of the experiment list and the count of every match."""
 
-    total: int = Field(description="matches, counted exactly up to 10,000 (then a lower bound)")
+    total: int = Field(description="matches, counted exactly up to 1,000 (then a lower bound)")
     total_exact: bool = Field(default=True, description="false: more than `total` match")
     limit: int
     offset: int

@@ -327,7 +327,7 @@
     if (curveCache[key]) return Promise.resolve(curveCache[key]);
     var split = key.slice(0, key.indexOf("/")), name = key.slice(key.indexOf("/") + 1);
     var query = "ids=" + ids.join(",");
-    return fetchJson(api + "curves?" + query + "&key=" + encodeURIComponent(key) + "&points=1000")
+    return fetchJson(api + "curves?" + query + "&key=" + encodeURIComponent(key) + "&points=" + pointsPerRun())
       .then(asList)
       .catch(function () {
         allCurves = allCurves || fetchJson(api + "compare/curves?" + query).then(asList);
@@ -368,11 +368,16 @@
     });
   }
 
+  /* Points per curve: 1,000 for a few runs, fewer for many (about 20,000 drawn in all; 200 at 100 runs). */
+  function pointsPerRun() {
+    return Math.max(100, Math.min(1000, Math.floor(20000 / Math.max(ids.length, 1))));
+  }
+
   function draw(box, series, key) {
     var charts = window.MLTrackCharts;
     if (charts && typeof charts.draw === "function") {
       try {
-        charts.draw(box, series, { xLabel: "step", title: key, api: api, points: 1000, height: 320, legend: series.length <= 12 });
+        charts.draw(box, series, { xLabel: "step", title: key, api: api, points: pointsPerRun(), height: 320, legend: series.length <= 12 });
         return;
       } catch (error) {
         box.textContent = "";

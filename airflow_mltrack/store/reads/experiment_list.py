@@ -30,7 +30,7 @@ MAX_PAGE = 500
 MAX_OFFSET = 2**31 - 1  # far past any real page; keeps offset + limit inside every SQL integer type
 #: Matches are counted exactly up to this many; past it the count stops (``total_exact`` False) and the
 #: last page is read from the end (``from_end``), so no page costs a count of every match.
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 SORT_ORDERS = ("desc", "asc")
 
 experiments, projects, metric_latest = tables.experiments, tables.projects, tables.metric_latest

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, null, select
+from sqlalchemy import and_, func, null, select
 
 from airflow_mltrack.store import tables
 from airflow_mltrack.store.search import Compiler, OrderKey
@@ -111,6 +111,8 @@ def _metric_walk(
         )
         .order_by(experiments.c.experiment_id.asc() if reverse else experiments.c.experiment_id.desc()),
     ]
+    if reverse and _every_experiment_has(conn, of_key):
+        tiers.pop()  # read from the end, the tier without the metric comes first: skip its anti-join scan
     numbered = list(enumerate(tiers))
     found: list[tuple[int, float | None]] = []
     for number, tier in numbered[::-1] if reverse else numbered:
@@ -120,6 +122,14 @@ def _metric_walk(
             # The non-finite tier's NULL is SQLite's NaN; the last tier's NULL means "no value".
             found.append((int(i), math.nan if value is None and number == 1 else value))
     return found
+
+
+def _every_experiment_has(conn: Connection, of_key: Any) -> bool:
+    """Whether every experiment has a row of the metric key: two index-only counts (one row per experiment
+    and key, by ``pk_metric_latest``), instead of the anti-join of every filtered experiment."""
+    with_key = select(func.count()).select_from(metric_latest).where(of_key).scalar_subquery()
+    query = select(select(func.count()).select_from(experiments).scalar_subquery() == with_key)
+    return bool(conn.execute(query).scalar())
 
 
 __all__ = ["page_ids", "page_window"]
