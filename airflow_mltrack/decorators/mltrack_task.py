@@ -23,7 +23,8 @@ to XCom as ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (strict JSON), which th
 
 ``experiment`` may use the function's arguments and ``{map_index}`` (``"sweep-{lr}"``); a mapped task
 instance whose name has no placeholder gets ``-<map_index>`` appended. A tracking store that is
-unreachable never fails the task: see ``docs/status.md``.
+unreachable never fails the task: see ``docs/status.md``. MLflow code in the function needs no setup: it
+logs into the same experiment (``docs/mlflow.md``, "Inside @task.mltrack").
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def _json_scalar(value: Any) -> bool:
     if isinstance(value, float):
         return value == value and value not in (float("inf"), float("-inf"))
     return isinstance(value, str) and len(value) <= _MAX_PARAM_STR
+
+
+def _mlflow_in_task(conn_id: str, experiment_id: int | None) -> Any:
+    """MLflow pointed at this experiment while the function runs (docs/mlflow.md; mlflow imported lazily)."""
+    from airflow_mltrack.mlflow.in_task import mlflow_in_task
+
+    return mlflow_in_task(conn_id, experiment_id)
 
 
 def _check_literals(python_callable: Callable, arguments: Mapping[str, Any]) -> None:
@@ -206,7 +214,8 @@ class _MLTrackDecoratedOperator(DecoratedOperator, PythonOperator):
         if self._takes_tracker:
             self.op_kwargs = {**self.op_kwargs, TRACKER_ARG: tracker}
         try:
-            result = super().execute(context)
+            with _mlflow_in_task(self.mltrack_conn_id, tracker.experiment_id):
+                result = super().execute(context)
             tracker.log_rows(self._returned_rows(result))
         except BaseException as exc:
             from airflow.sdk.exceptions import AirflowSkipException

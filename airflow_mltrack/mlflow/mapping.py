@@ -36,6 +36,9 @@ LINK_TAGS = {
     "airflow.map_index": "map_index",
     "airflow.try_number": "try_number",
 }
+#: The environment variable ``@task.mltrack`` sets to its experiment id while its function runs: MLflow
+#: ending that run (FINISHED, FAILED, KILLED) leaves its status to the decorator and the listener.
+TASK_RUN_ENV = "MLTRACK_TASK_RUN_ID"
 #: A run tag naming the split of metrics whose name has no split prefix.
 DEFAULT_SPLIT_TAG = "mltrack.default_split"
 DEFAULT_SPLIT = "test"

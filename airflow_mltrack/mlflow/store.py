@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -239,7 +240,8 @@ class MLTrackMlflowStore(AbstractStore):
             if ours is None:
                 raise _invalid(f"run_status {status!r} is not one of {', '.join(m.TO_OURS)}")
             current = store.get_experiment(experiment_id)["status"]
-            if current != ours:
+            owned = os.environ.get(m.TASK_RUN_ENV) == str(experiment_id)  # @task.mltrack's run
+            if current != ours and not (owned and ours != "Running"):
                 store.set_status(experiment_id, ours)
             if run_name:
                 store.set_tag("experiment", experiment_id, MLFLOW_RUN_NAME, run_name)
