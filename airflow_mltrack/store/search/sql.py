@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Float,
+    Text,
     and_,
     case,
     cast,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -176,8 +178,9 @@ class Compiler:
             else_=kind,
         )
         scalar = func.json_extract(column, json_path)
-        text = case(
-            (kind == "text", scalar), (kind.in_(("true", "false")), kind), else_=column.op("->")(json_path)
+        as_json = column.op("->")(json_path)
+        text = type_coerce(
+            case((kind == "text", scalar), (kind.in_(("true", "false")), kind), else_=as_json), Text
         )
         return sqlite_kind, text, scalar
 
