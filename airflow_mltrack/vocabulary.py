@@ -7,6 +7,7 @@ the plugin and the CLI all import these from here, so each word is spelled once 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 DEFAULT_CONN_ID = "mltrack_default"
@@ -61,3 +62,17 @@ def mask_password(text: str, url: Any) -> str:
     except Exception:  # noqa: BLE001 - an unparseable URL has no password to hide
         return text
     return text.replace(str(password), MASK) if password else text
+
+
+#: A release-like version (``1``, ``2.0``, ``1.2.3-rc1``): shown with a ``v``; any other (``sgd-539ac701``,
+#: a git hash ``539ac701``, a date ``2026-12-03``, ``candidates``) is shown as it is.
+RELEASE_VERSION = re.compile(r"\d{1,4}(?:\.\d+){0,3}(?:[-+][0-9A-Za-z.]+)?")
+
+
+def version_label(value: Any) -> str | None:
+    """A version as the pages and the CLI show it: ``v1.2`` for a release-like one, any other as it is
+    (never ``vsgd-539ac701``); None for no version."""
+    if value is None:
+        return None
+    text = str(value)
+    return f"v{text}" if RELEASE_VERSION.fullmatch(text) else text

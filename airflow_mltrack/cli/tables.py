@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from airflow_mltrack.vocabulary import version_label
+
 FORMATS = ("table", "csv", "json")
 NONE = "—"
 
@@ -114,11 +116,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_version(value: Any) -> str:
-    """``v1.2`` for a version that starts with a digit, any other (``sgd-539ac701``) as it is."""
-    if value is None:
-        return NONE
-    text = safe_text(value)
-    return f"v{text}" if text[:1].isdigit() else text
+    """A version as the pages show it (``vocabulary.version_label``), control characters escaped."""
+    label = version_label(value)
+    return NONE if label is None else safe_text(label)
 
 
 def fmt_value(value: Any) -> str:

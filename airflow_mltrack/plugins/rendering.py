@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from airflow_mltrack.sdk.links import NAV_ROUTE
+from airflow_mltrack.vocabulary import version_label
 
 TEMPLATES = Path(__file__).parent / "templates"
 UPLOT_VERSION = "1.6.32"
@@ -40,17 +40,9 @@ def fmt_num(value: Any) -> str:
     return str(value)
 
 
-#: A release-like version (``1``, ``2.0``, ``1.2.3-rc1``): shown with a ``v``; any other (``sgd-539ac701``,
-#: a git hash ``539ac701``, a date ``2026-12-03``, ``candidates``) is shown as it is.
-_RELEASE_VERSION = re.compile(r"\d{1,4}(?:\.\d+){0,3}(?:[-+][0-9A-Za-z.]+)?")
-
-
 def fmt_version(value: Any) -> str:
-    """A version as shown: ``v1.2`` for a release-like one, any other as it is (never ``vsgd-539ac701``)."""
-    if value is None:
-        return "—"
-    text = str(value)
-    return f"v{text}" if _RELEASE_VERSION.fullmatch(text) else text
+    """A version as shown (``vocabulary.version_label``): ``v1.2``, ``sgd-539ac701``; "—" for none."""
+    return version_label(value) or "—"
 
 
 def fmt_dt(value: Any) -> str:

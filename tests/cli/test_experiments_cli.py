@@ -415,3 +415,12 @@ def test_airflow_sensitive_names_are_hidden(tracking_url: str, monkeypatch) -> N
     assert "visible-only-without-policy" in ok(
         run(tracking_url, "experiments", "show", str(exp), "-f", "json")
     )
+
+
+def test_versions_read_as_on_the_pages() -> None:
+    """One rule for the CLI and the pages (``vocabulary.version_label``): no "v" glued to a non-release."""
+    from airflow_mltrack.cli.tables import fmt_version
+    from airflow_mltrack.plugins.rendering import fmt_version as page_version
+
+    for version, shown in (("1.2", "v1.2"), ("sgd-539ac701", "sgd-539ac701"), ("2026-12-03", "2026-12-03")):
+        assert fmt_version(version) == page_version(version) == shown
