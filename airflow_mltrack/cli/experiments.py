@@ -31,7 +31,6 @@ from airflow_mltrack.cli.tables import (
     fmt_value,
     fmt_version,
     format_option,
-    logs_to_stderr,
     params_tree,
     safe_text,
 )
@@ -63,7 +62,6 @@ def open_store(url: str | None, conn_id: str) -> TrackingStore:
     from airflow_mltrack.hooks.mltrack import redaction_policy
     from airflow_mltrack.store import TrackingStore
 
-    logs_to_stderr()
     return TrackingStore.from_url(resolve_url(url, conn_id), redaction=redaction_policy())
 
 

@@ -70,11 +70,23 @@ def resolve_url(url: str | None, conn_id: str | None) -> str:
     from airflow_mltrack.errors import MLTrackError
     from airflow_mltrack.hooks import MLTrackHook
 
+    logs_to_stderr()  # importing the hook configured Airflow's logging, on stdout
     try:
         resolved = MLTrackHook.resolve_url(conn_id or DEFAULT_CONN_ID)
     except MLTrackError as exc:
         raise click.BadParameter(str(exc), param_hint="'--conn-id'") from None
     return remember_store_url(resolved)
+
+
+def logs_to_stderr() -> None:
+    """Send this process's log lines to stderr: Airflow's logging writes to stdout, which holds a command's
+    data (``mltrack integrity --json`` or a CSV piped on must not start with "using embedded SQLite ...")."""
+    import logging
+    import sys
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:
+            handler.setStream(sys.__stderr__)
 
 
 def remember_store_url(url: str) -> str:

@@ -178,17 +178,6 @@ def echo_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     click.echo(buffer.getvalue(), nl=False)
 
 
-def logs_to_stderr() -> None:
-    """Send this process's log lines to stderr: Airflow's logging writes to stdout, which holds the data
-    (a CSV or JSON piped on must not start with "using embedded SQLite ...")."""
-    import logging
-    import sys
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:
-            handler.setStream(sys.__stderr__)
-
-
 def console() -> Any:
     """A rich console on stdout: the terminal's width, or 200 columns when the output is piped."""
     from rich.console import Console
@@ -248,7 +237,6 @@ __all__ = [
     "fmt_version",
     "format_option",
     "has_nested",
-    "logs_to_stderr",
     "params_tree",
     "safe_text",
     "strict_json",

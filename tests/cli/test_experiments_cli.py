@@ -224,6 +224,10 @@ def test_console_script_on_the_embedded_store(tmp_path: Path) -> None:
     errors = [line for line in bad.stderr.splitlines() if "embedded SQLite" not in line]
     assert len(errors) == 1 and "Invalid value for '--filter'" in errors[0], bad.stderr
     assert "position 31" in errors[0], errors
+    # Every store command, not only these: `mltrack integrity --json | jq` gets JSON alone on stdout.
+    checked = mltrack_run("integrity", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout) and "embedded SQLite" in checked.stderr
 
 
 def test_show(seeded) -> None:
