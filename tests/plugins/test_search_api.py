@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 
 import pytest
@@ -81,32 +80,10 @@ def seeded(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(ui_airflow_home, seeded):
-    import os
+    from tests.reliability._support import mltrack_client
 
-    from airflow.api_fastapi.app import init_auth_manager, purge_cached_app
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from airflow_mltrack.plugins import auth
-    from airflow_mltrack.plugins.app import create_app
-
-    url, _ = seeded
-    saved = os.environ.get("AIRFLOW_CONN_MLTRACK_DEFAULT")
-    os.environ["AIRFLOW_CONN_MLTRACK_DEFAULT"] = json.dumps({"conn_type": "mltrack", "extra": {"url": url}})
-    auth.clear_store_cache()
-    purge_cached_app()
-    parent = FastAPI()
-    manager = init_auth_manager(parent)
-    manager.init()
-    parent.mount("/mltrack", create_app())
-    with TestClient(parent) as test_client:
+    with mltrack_client(seeded[0]) as test_client:
         yield test_client
-    auth.clear_store_cache()
-    purge_cached_app()
-    if saved is None:
-        os.environ.pop("AIRFLOW_CONN_MLTRACK_DEFAULT", None)
-    else:
-        os.environ["AIRFLOW_CONN_MLTRACK_DEFAULT"] = saved
 
 
 def _headers(user: str) -> dict[str, str]:
