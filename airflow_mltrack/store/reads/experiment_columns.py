@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, tuple_
 
 from airflow_mltrack.store import tables
+from airflow_mltrack.store.base import as_float
 from airflow_mltrack.store.search import Compiler, Key
 from airflow_mltrack.store.visibility import only_readable
 
@@ -60,9 +61,9 @@ def attach_columns(
         found = {}
         for i, name, split, value, low, high, step, points in conn.execute(query):
             found[(int(i), name, split)] = {
-                "value": _nan(value),
-                "min": _nan(low),
-                "max": _nan(high),
+                "value": as_float(value, null_is_nan=True),
+                "min": as_float(low, null_is_nan=True),
+                "max": as_float(high, null_is_nan=True),
                 "step": step,
                 "points": points,
             }
@@ -70,11 +71,6 @@ def attach_columns(
             for text, (name, split) in metric_keys.items():
                 row["columns"][text] = found.get((row["experiment_id"], name, split))
     return described
-
-
-def _nan(value: float | None) -> float:
-    """SQLite keeps NaN as NULL (revision 0005); a metric_latest row always has a value."""
-    return float("nan") if value is None else float(value)
 
 
 def _row_value(store: TrackingStore, row: dict[str, Any], key: Key) -> Any:
