@@ -136,3 +136,21 @@ def seeded_pg(pg_server, pg_template):
     yield url, ids
     dispose_engines()
     pg_server.drop_database(name)
+
+
+def dag_reader_headers(monkeypatch: pytest.MonkeyPatch, readable: str) -> dict[str, str]:
+    """Headers of 'viewer', made able to read DAG ``readable`` only (the auth manager's DAG check patched)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    from tests.reliability._support import token
+
+    manager = get_auth_manager()
+    original = manager.is_authorized_dag
+
+    def is_authorized_dag(*, method, user, access_entity=None, details=None):
+        if user.get_name() == "viewer" and details is not None and details.id != readable:
+            return False
+        return original(method=method, user=user, access_entity=access_entity, details=details)
+
+    monkeypatch.setattr(manager, "is_authorized_dag", is_authorized_dag)
+    return {"Authorization": f"Bearer {token('viewer', 'viewer')}"}

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from tests.plugins.conftest import dag_reader_headers
 from tests.reliability._support import mltrack_client, token
 
 pytestmark = pytest.mark.postgres
@@ -67,18 +68,7 @@ def admin(site):
 @pytest.fixture
 def one_dag_reader(site, monkeypatch):
     """Headers of 'viewer', who may read DAG ``READABLE`` only."""
-    from airflow.api_fastapi.app import get_auth_manager
-
-    manager = get_auth_manager()
-    original = manager.is_authorized_dag
-
-    def is_authorized_dag(*, method, user, access_entity=None, details=None):
-        if user.get_name() == "viewer" and details is not None and details.id != READABLE:
-            return False
-        return original(method=method, user=user, access_entity=access_entity, details=details)
-
-    monkeypatch.setattr(manager, "is_authorized_dag", is_authorized_dag)
-    return {"Authorization": f"Bearer {token('viewer', 'viewer')}"}
+    return dag_reader_headers(monkeypatch, READABLE)
 
 
 def _ids(values) -> str:
