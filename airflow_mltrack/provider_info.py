@@ -100,6 +100,16 @@ PROVIDER_INFO: dict = {
         {"name": "mltrack", "class-name": "airflow_mltrack.decorators.mltrack_task.mltrack_task"},
     ],
     "extra-links": ["airflow_mltrack.operators.links.ExperimentLink"],
+    # Our dataset Assets (x-mltrack://<project>/<name>, operators.catalog.dataset_asset_uri): no URI
+    # normalization (handler None: kept as written), and their OpenLineage dataset when the optional
+    # openlineage extra is installed (the same naming the operators report, operators/lineage.py).
+    "asset-uris": [
+        {
+            "schemes": ["x-mltrack"],
+            "handler": None,
+            "to_openlineage_converter": "airflow_mltrack.operators.lineage.asset_to_openlineage",
+        }
+    ],
     # `airflow mltrack ...`: Airflow 3.3's cli_parser extends its command list with the CLICommands
     # returned by each function named here (ProvidersManager.cli_command_functions).
     "cli": ["airflow_mltrack.cli.airflow_cli.get_cli_commands"],

@@ -201,6 +201,12 @@ class RegisterDatasetOperator(MLTrackBaseOperator):
             context["outlet_events"][self.asset].extra = extra
         return dataset_id
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): the registered dataset version as output (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.registered_dataset(self.store, self.project, self.name, self.version)
+
 
 class RegisterModelOperator(MLTrackBaseOperator):
     """Register a model version (or find it); returns (XCom) the model id.
@@ -292,3 +298,9 @@ class RegisterModelOperator(MLTrackBaseOperator):
         )
         self.log.info("model %s/%s version %s: id %s", self.project, self.name, self.version, model_id)
         return model_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): the registered model version as output (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.registered_model(self.store, self.project, self.name, self.version)

@@ -89,3 +89,10 @@ class DeployModelOperator(MLTrackBaseOperator):
         if done.warning:  # e.g. two DAGs deploying one model at 70 then 30 leave it serving 30 %
             self.log.warning("endpoint %s/%s: %s", self.project, self.endpoint, done.warning)
         return done.endpoint_model_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): the model -> the endpoint (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        model_id = coerce_id("model_id", self.model_id)
+        return lineage.deployment(self.store, self.project, self.endpoint, model_id)

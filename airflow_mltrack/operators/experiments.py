@@ -149,6 +149,12 @@ class CreateExperimentOperator(MLTrackBaseOperator):
         self.log.info("experiment %s (%s/%s)", experiment_id, self.project, self.name)
         return experiment_id
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): training, the experiment's dataset -> its model (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.training(self.store, getattr(self, EXPERIMENT_ID_ATTR, None))
+
 
 class LogMetricsOperator(MLTrackBaseOperator):
     """Log metrics to an experiment: ``metrics`` if given, else the XComs of ``source_task_ids``.
@@ -233,6 +239,12 @@ class LogMetricsOperator(MLTrackBaseOperator):
         self.log.info("experiment %s: %d metric rows written", experiment_id, written)
         return written
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): training, the experiment's dataset -> its model (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.training(self.store, getattr(self, EXPERIMENT_ID_ATTR, None))
+
     def _payloads(self, context: Context) -> list[tuple[str, Any]]:
         if self.metrics is not None:
             return [("metrics", coerce_structure("metrics", self.native("metrics"), kinds=(dict, list)))]
@@ -296,3 +308,9 @@ class SetExperimentStatusOperator(MLTrackBaseOperator):
         previous = self.store.set_status(experiment_id, self.status, error=self.error or None)
         self.log.info("experiment %s: %s -> %s", experiment_id, previous, self.status)
         return experiment_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): training, the experiment's dataset -> its model (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.training(self.store, getattr(self, EXPERIMENT_ID_ATTR, None))

@@ -133,6 +133,7 @@ class PreprocessingJobOperator(MLTrackBaseOperator):
             output_dataset=spec,
             **self.airflow_link(context),
         )
+        self.mltrack_job_id = job_id  # for the OpenLineage report (get_openlineage_facets_on_complete)
         output_id = store.get_preprocessing_job(job_id)["output_dataset_id"]
         if output_id is not None:
             context["ti"].xcom_push(key=OUTPUT_DATASET_XCOM_KEY, value=output_id)
@@ -142,6 +143,13 @@ class PreprocessingJobOperator(MLTrackBaseOperator):
             context["outlet_events"][self.asset].extra = extra
         self.log.info("preprocessing job %s: dataset %s -> %s", job_id, input_id, output_id)
         return job_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (optional extra): input dataset -> derived dataset, the job's parameters as a run
+        facet (see ``lineage.py``)."""
+        from airflow_mltrack.operators import lineage
+
+        return lineage.preprocessing(self.store, self.project, getattr(self, "mltrack_job_id", None))
 
     def _output_spec(self, value: Any, *, at_parse: bool = False) -> dict[str, Any] | None:
         """``output_dataset`` checked: known keys, ``name`` and ``data_type`` given; at parse time, only
