@@ -1,0 +1,167 @@
+"""The MLflow REST handlers of metric histories and MLflow 3 logged models (see
+:mod:`airflow_mltrack.mlflow.rest_handlers`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.entities import LoggedModelParameter, LoggedModelStatus, LoggedModelTag
+from mlflow.protos.service_pb2 import (
+    CreateLoggedModel,
+    DeleteLoggedModel,
+    DeleteLoggedModelTag,
+    FinalizeLoggedModel,
+    GetLoggedModel,
+    GetMetricHistory,
+    GetMetricHistoryBulkInterval,
+    LogLoggedModelParamsRequest,
+    SearchLoggedModels,
+    SetLoggedModelTags,
+)
+
+from airflow_mltrack.mlflow.rest import Call, handles
+from airflow_mltrack.mlflow.rest import invalid as _invalid
+
+#: MLflow's server limits (mlflow/server/handlers.py).
+MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
+MAX_RESULTS_PER_RUN = 2500
+
+
+# -- metric history ----------------------------------------------------------------------------------
+@handles(GetMetricHistory)
+def get_metric_history(call: Call) -> Any:
+    call.require("run_id", "metric_key")
+    msg = call.message
+    max_results = msg.max_results if call.has("max_results") else None
+    if max_results is not None and max_results <= 0:
+        raise _invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer."
+        )
+    history = call.adapter.get_metric_history(
+        call.run_id, msg.metric_key, max_results=max_results, page_token=msg.page_token or None
+    )
+    response = GetMetricHistory.Response(metrics=[x.to_proto() for x in history])
+    if history.token:
+        response.next_page_token = history.token
+    return response
+
+
+@handles(GetMetricHistoryBulkInterval)
+def get_metric_history_bulk_interval(call: Call) -> Any:
+    call.require("run_ids", "metric_key")
+    msg = call.message
+    if len(msg.run_ids) > MAX_RUNS_GET_METRIC_HISTORY_BULK:
+        raise _invalid(
+            f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS_GET_METRIC_HISTORY_BULK} "
+            f"run_ids. Received {len(msg.run_ids)} run_ids."
+        )
+    max_results = msg.max_results if call.has("max_results") else MAX_RESULTS_PER_RUN
+    if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
+        raise _invalid(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+    start = msg.start_step if call.has("start_step") else None
+    end = msg.end_step if call.has("end_step") else None
+    if (start is None) != (end is None):
+        raise _invalid("If either start step or end step are specified, both must be specified.")
+    if start is not None and end is not None and start > end:
+        raise _invalid(
+            f"end_step must be greater than start_step. Found start_step={start} and end_step={end}."
+        )
+    metrics = call.adapter.get_metric_history_bulk_interval(
+        run_ids=list(msg.run_ids),
+        metric_key=msg.metric_key,
+        max_results=max_results,
+        start_step=start,
+        end_step=end,
+    )
+    return GetMetricHistoryBulkInterval.Response(metrics=[x.to_proto() for x in metrics])
+
+
+# -- logged models (MLflow 3) --------------------------------------------------------------------------
+@handles(CreateLoggedModel)
+def create_logged_model(call: Call) -> Any:
+    call.require("experiment_id")
+    msg = call.message
+    model = call.adapter.create_logged_model(
+        experiment_id=msg.experiment_id,
+        name=msg.name or None,
+        model_type=msg.model_type,
+        source_run_id=msg.source_run_id,
+        params=[LoggedModelParameter.from_proto(p) for p in msg.params] or None,
+        tags=[LoggedModelTag(key=t.key, value=t.value) for t in msg.tags] or None,
+    )
+    return CreateLoggedModel.Response(model=model.to_proto())
+
+
+@handles(GetLoggedModel)
+def get_logged_model(call: Call) -> Any:
+    allow_deleted = call.query.get("allow_deleted", "false").lower() == "true"
+    model = call.adapter.get_logged_model(call.message.model_id, allow_deleted=allow_deleted)
+    return GetLoggedModel.Response(model=model.to_proto())
+
+
+@handles(FinalizeLoggedModel)
+def finalize_logged_model(call: Call) -> Any:
+    call.require("model_id", "status")
+    status = LoggedModelStatus.from_int(call.message.status)
+    model = call.adapter.finalize_logged_model(call.message.model_id, status)
+    return FinalizeLoggedModel.Response(model=model.to_proto())
+
+
+@handles(DeleteLoggedModel)
+def delete_logged_model(call: Call) -> Any:
+    call.adapter.delete_logged_model(call.message.model_id)
+    return DeleteLoggedModel.Response()
+
+
+@handles(SetLoggedModelTags)
+def set_logged_model_tags(call: Call) -> Any:
+    tags = [LoggedModelTag(key=t.key, value=t.value) for t in call.message.tags]
+    call.adapter.set_logged_model_tags(call.message.model_id, tags)
+    return SetLoggedModelTags.Response()
+
+
+@handles(DeleteLoggedModelTag)
+def delete_logged_model_tag(call: Call) -> Any:
+    call.adapter.delete_logged_model_tag(call.message.model_id, call.message.tag_key)
+    return DeleteLoggedModelTag.Response()
+
+
+@handles(LogLoggedModelParamsRequest)
+def log_logged_model_params(call: Call) -> Any:
+    call.require("model_id")
+    params = [LoggedModelParameter.from_proto(p) for p in call.message.params]
+    call.adapter.log_logged_model_params(call.message.model_id, params)
+    return LogLoggedModelParamsRequest.Response()
+
+
+@handles(SearchLoggedModels)
+def search_logged_models(call: Call) -> Any:
+    call.require("experiment_ids")
+    msg = call.message
+    datasets = [
+        {"dataset_name": d.dataset_name, "dataset_digest": d.dataset_digest or None} for d in msg.datasets
+    ]
+    order_by = [
+        {
+            "field_name": o.field_name,
+            "ascending": o.ascending,
+            "dataset_name": o.dataset_name or None,
+            "dataset_digest": o.dataset_digest or None,
+        }
+        for o in msg.order_by
+    ]
+    models = call.adapter.search_logged_models(
+        experiment_ids=list(msg.experiment_ids),
+        filter_string=msg.filter or None,
+        datasets=datasets or None,
+        max_results=msg.max_results or None,
+        order_by=order_by or None,
+        page_token=msg.page_token or None,
+    )
+    response = SearchLoggedModels.Response(models=[x.to_proto() for x in models])
+    if models.token:
+        response.next_page_token = models.token
+    return response
+
+
+__all__ = ["MAX_RESULTS_PER_RUN", "MAX_RUNS_GET_METRIC_HISTORY_BULK"]
