@@ -25,6 +25,15 @@ PLACEHOLDER_DATASET = "unspecified"
 PLACEHOLDER_DATA_TYPE = "Other"
 PLACEHOLDER_VERSION = "1.0"
 
+SYSTEM_TAG_PREFIXES = ("mlflow.", "mltrack.")
+"""Tags that tools set for themselves (MLflow's ``mlflow.*`` system tags, ours): kept and searchable, shown
+apart from the user's tags (docs/mlflow.md)."""
+
+
+def is_system_tag(name: str) -> bool:
+    return name.startswith(SYSTEM_TAG_PREFIXES)
+
+
 MASK = "***"
 """What a hidden secret (a URL password) is shown as."""
 

@@ -163,3 +163,89 @@ def run_name_for(link: dict[str, Any]) -> str:
     name = str(link["task_id"])
     map_index = link.get("map_index", -1)
     return name if map_index in (None, -1) else f"{name}-{map_index}"
+
+
+# -- MLflow 3: logged models, datasets, run inputs and outputs (docs/mlflow.md) ------------------------------
+#: A logged model's id: ``m-<our model_id>`` (our model's version is the same text).
+LOGGED_MODEL_PREFIX = "m-"
+#: MLflow logged-model status -> ours, and back.
+MODEL_TO_OURS = {"PENDING": "Pending", "READY": "Ready", "FAILED": "Failed"}
+MODEL_TO_MLFLOW = {ours: theirs for theirs, ours in MODEL_TO_OURS.items()}
+#: Run tags (JSON) holding what ``log_inputs`` / ``log_outputs`` gave beyond the experiment's one model and
+#: dataset; ``get_run`` turns them into RunInputs / RunOutputs and does not list them as tags.
+DATASET_INPUTS_TAG = "mltrack.dataset_inputs"
+MODEL_INPUTS_TAG = "mltrack.model_inputs"
+MODEL_OUTPUTS_TAG = "mltrack.model_outputs"
+#: A model tag (JSON ``{run_id: [metric names]}``): the metrics logged with this ``model_id``.
+MODEL_METRICS_TAG = "mltrack.model_metrics"
+HIDDEN_TAGS = frozenset({DATASET_INPUTS_TAG, MODEL_INPUTS_TAG, MODEL_OUTPUTS_TAG, MODEL_METRICS_TAG})
+#: Dataset tags keeping what our dataset columns do not: MLflow's source type, source, schema and profile.
+DATASET_TAGS = {
+    "source_type": "mlflow.source_type",
+    "source": "mlflow.source",
+    "schema": "mlflow.schema",
+    "profile": "mlflow.profile",
+}
+#: The input tag naming a dataset's role (MLflow's ``mlflow.data.context``) and the roles that make a
+#: dataset the experiment's own (training) dataset.
+CONTEXT_TAG = "mlflow.data.context"
+TRAINING_CONTEXTS = frozenset({"train", "training"})
+
+
+def logged_model_id(model_id: int) -> str:
+    """MLflow's id of our model ``model_id``."""
+    return f"{LOGGED_MODEL_PREFIX}{model_id}"
+
+
+def model_id_of(logged_id: Any) -> int:
+    """Our model id from an MLflow logged model id (``m-17`` -> 17)."""
+    text = str(logged_id).strip() if logged_id is not None else ""
+    digits = text[len(LOGGED_MODEL_PREFIX) :] if text.startswith(LOGGED_MODEL_PREFIX) else ""
+    if not digits.isdigit() or int(digits) < 1:
+        raise MLTrackError("model_id", logged_id, "not a logged model of this store (ids are m-<digits>)")
+    return int(digits)
+
+
+def json_list(text: str | None) -> list[Any]:
+    """A JSON list kept in a tag value (absent or unreadable: empty)."""
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def dataset_source_url(source: str | None) -> str | None:
+    """The URL or path in an MLflow dataset source (its JSON ``uri``, ``url``, ``path`` or ``source`` key,
+    or the text itself when it is not JSON), when it fits ``datasets.source_url`` (512 characters)."""
+    if not source:
+        return None
+    try:
+        parsed = json.loads(source)
+    except ValueError:
+        parsed = source
+    if isinstance(parsed, dict):
+        parsed = next(
+            (parsed[k] for k in ("uri", "url", "path", "source") if isinstance(parsed.get(k), str)), None
+        )
+    return parsed if isinstance(parsed, str) and 0 < len(parsed) <= 512 else None
+
+
+def dataset_records(profile: str | None) -> int | None:
+    """The number of records in an MLflow dataset profile: ``num_rows`` (pandas, Spark) or the first
+    dimension of ``features_shape`` (NumPy); None when the profile says neither."""
+    try:
+        parsed = json.loads(profile) if profile else {}
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    rows = parsed.get("num_rows")
+    if rows is None and isinstance(parsed.get("features_shape"), list) and parsed["features_shape"]:
+        rows = parsed["features_shape"][0]
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None
+
+
+def dataset_data_type(schema: str | None) -> str:
+    """Our data type of an MLflow dataset: Tabular for a column schema (pandas, Spark), else Other."""
+    return "Tabular" if schema and "mlflow_colspec" in schema else "Other"

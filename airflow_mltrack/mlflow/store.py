@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,7 +23,6 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
-    INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
     RESOURCE_DOES_NOT_EXIST,
 )
@@ -34,8 +32,12 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
-from airflow_mltrack.errors import MLTrackError, NotFoundError
+from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.mlflow import mapping as m
+from airflow_mltrack.mlflow.exceptions import invalid as _invalid
+from airflow_mltrack.mlflow.exceptions import mlflow_errors as _mlflow_errors
+from airflow_mltrack.mlflow.store_inputs import RunInputsMixin, check_active
+from airflow_mltrack.mlflow.store_models import LoggedModelsMixin
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.payloads import MetricRow, dedupe
 from airflow_mltrack.store.reads.experiment_list import MAX_PAGE, ExperimentFilter, experiment_page
@@ -43,34 +45,17 @@ from airflow_mltrack.store.search import parse_filter
 from airflow_mltrack.vocabulary import PLACEHOLDER_DATA_TYPE, PLACEHOLDER_DATASET, PLACEHOLDER_FRAMEWORK
 
 
-def _mlflow_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Our errors as MlflowException: a missing row -> RESOURCE_DOES_NOT_EXIST, bad input ->
-    INVALID_PARAMETER_VALUE (the codes MLflow's client and REST layer map to 404 and 400)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, **kwargs)
-        except NotFoundError as exc:
-            raise MlflowException(str(exc), error_code=RESOURCE_DOES_NOT_EXIST) from exc
-        except MLTrackError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
-
-    return wrapper
-
-
-def _invalid(message: str) -> MlflowException:
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
-
-
-class MLTrackMlflowStore(AbstractStore):
-    """MLflow experiments are our projects, MLflow runs our experiments (run_id = our experiment id)."""
+class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
+    """MLflow experiments are our projects, MLflow runs our experiments (run_id = our experiment id),
+    logged models our models (``m-<model_id>``)."""
 
     def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None, *, store: Any = None):
         super().__init__()
         self.conn_id = m.conn_id_of(store_uri or "mltrack://")
         self.artifact_uri = artifact_uri
         self._tracking: TrackingStore | None = store
+        #: The DAG ids whose runs ``search_runs`` may return (None: every DAG); set by the REST layer.
+        self.visible_dag_ids: Collection[str] | None = None
 
     # -- the store, with the running task as its task link -------------------------------------------
     @property
@@ -87,6 +72,18 @@ class MLTrackMlflowStore(AbstractStore):
     @contextmanager
     def _run(self, run_id: str) -> Iterator[tuple[TrackingStore, int]]:
         yield self.tracking, m.experiment_id_of(run_id)
+
+    def artifact_location(self, project_id: int | str, experiment_id: int | str, sub_path: str = "") -> str:
+        """Where a run's (or, with ``sub_path`` ``models/<model_id>``, a logged model's) files go: in a task
+        ``mltrack://<conn_id>/<experiment_id>/artifacts[/<sub_path>]``; with an ``artifact_uri`` root (the
+        REST side gives ``mlflow-artifacts:``) ``<root>/<project_id>/<experiment_id>/artifacts[/<sub_path>]``."""
+        from airflow_mltrack.mlflow.artifacts import artifact_uri
+
+        if not self.artifact_uri:
+            return artifact_uri(self.conn_id, experiment_id, sub_path)
+        root = self.artifact_uri.rstrip("/")
+        uri = f"{root}/{int(project_id)}/{int(experiment_id)}/artifacts"
+        return f"{uri}/{sub_path.strip('/')}" if sub_path.strip("/") else uri
 
     # -- experiments (our projects) ------------------------------------------------------------------
     def _project_id(self, experiment_id: Any) -> int:
@@ -188,7 +185,10 @@ class MLTrackMlflowStore(AbstractStore):
         model_id = store.register_model(project_id, name, framework=PLACEHOLDER_FRAMEWORK)
         dataset_id = store.register_dataset(project_id, PLACEHOLDER_DATASET, data_type=PLACEHOLDER_DATA_TYPE)
         run = store.create_experiment(project_id, name, model_id, dataset_id, status="Running", **link)
-        if store.get_experiment(run)["status"] != "Running":  # a retry of the task: resume the run
+        found = store.get_experiment(run)
+        if found["deleted_at"] is not None:  # the task runs again: its run is back
+            store.set_experiment_deleted(run, False)
+        if found["status"] != "Running":  # a retry of the task: resume the run
             try:
                 store.set_status(run, "Running")
             except MLTrackError as exc:
@@ -204,8 +204,10 @@ class MLTrackMlflowStore(AbstractStore):
     def get_run(self, run_id: str) -> Run:
         with self._run(run_id) as (store, experiment_id):
             row = store.get_experiment(experiment_id)
-            tags = {k: v or "" for k, v in store.tag_values("experiment", experiment_id).items()}
+            stored = store.tag_values("experiment", experiment_id)
             latest = store.latest_metrics(experiment_id)
+            inputs, outputs = self._run_io(store, row, stored)
+        tags = {k: v or "" for k, v in stored.items() if k not in m.HIDDEN_TAGS}
         tags.update(m.link_tags(row))
         params = {k: m.param_text(v) for k, v in (row.get("hyperparameters") or {}).items()}
         info = RunInfo(
@@ -215,8 +217,8 @@ class MLTrackMlflowStore(AbstractStore):
             status=m.TO_MLFLOW[row["status"]],
             start_time=m.millis(row.get("start_time")),
             end_time=m.millis(row.get("end_time")),
-            lifecycle_stage=LifecycleStage.ACTIVE,
-            artifact_uri=self.artifact_uri,
+            lifecycle_stage=LifecycleStage.DELETED if row.get("deleted_at") else LifecycleStage.ACTIVE,
+            artifact_uri=self.artifact_location(row["project_id"], experiment_id),
             run_name=tags.get(MLFLOW_RUN_NAME) or row["name"],
         )
         updated = m.millis(row.get("updated_at")) or 0
@@ -228,7 +230,7 @@ class MLTrackMlflowStore(AbstractStore):
             params=[Param(k, v) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        return Run(run_info=info, run_data=data)
+        return Run(run_info=info, run_data=data, run_inputs=inputs, run_outputs=outputs)
 
     @_mlflow_errors
     def update_run_info(
@@ -247,11 +249,16 @@ class MLTrackMlflowStore(AbstractStore):
                 store.set_tag("experiment", experiment_id, MLFLOW_RUN_NAME, run_name)
         return self.get_run(run_id).info
 
+    @_mlflow_errors
     def delete_run(self, run_id: str) -> None:
-        raise _invalid("mltrack:// cannot delete runs: experiments are kept (cancel it instead)")
+        """Marks the experiment deleted (``deleted_at``); its rows stay, lists hide it."""
+        with self._run(run_id) as (store, experiment_id):
+            store.set_experiment_deleted(experiment_id, True)
 
+    @_mlflow_errors
     def restore_run(self, run_id: str) -> None:
-        raise _invalid("mltrack:// cannot restore runs (they are never deleted)")
+        with self._run(run_id) as (store, experiment_id):
+            store.set_experiment_deleted(experiment_id, False)
 
     # -- logging -------------------------------------------------------------------------------------
     @_mlflow_errors
@@ -261,8 +268,14 @@ class MLTrackMlflowStore(AbstractStore):
             raise _invalid(f"A batch logging request can contain at most {MAX_METRICS_PER_BATCH} metrics")
         if len(params) + len(tags) > MAX_PARAMS_TAGS_PER_BATCH:
             raise _invalid(f"A batch can contain at most {MAX_PARAMS_TAGS_PER_BATCH} params and tags")
+        reserved = sorted({t.key for t in tags} & m.HIDDEN_TAGS)
+        if reserved:
+            raise _invalid(
+                f"Tag key {reserved[0]!r} is reserved by mltrack:// (it holds the run's inputs/outputs)"
+            )
         with self._run(run_id) as (store, experiment_id):
             row = store.get_experiment(experiment_id)
+            check_active(row, run_id)
             if row["status"] in ("Completed", "Cancelled"):
                 raise _invalid(f"The run {run_id} must be in the 'active' state; it is {row['status']}")
             if params:
@@ -278,7 +291,10 @@ class MLTrackMlflowStore(AbstractStore):
                     MetricRow(x.key, float(x.value), int(x.step or 0), m.split_of(x.key, default))
                     for x in metrics
                 ]
+                by_model = self._metric_models(store, metrics)
                 store.log_metric_rows(experiment_id, dedupe(batch))
+                for model_id, names in by_model.items():
+                    self._link_model_metrics(store, model_id, experiment_id, names)
 
     @staticmethod
     def _log_params(store: TrackingStore, experiment_id: int, current: dict[str, Any], params: Any) -> None:
@@ -321,10 +337,6 @@ class MLTrackMlflowStore(AbstractStore):
         end = start + max_results
         return PagedList(history[start:end], str(end) if end < len(history) else None)
 
-    def log_inputs(self, run_id: str, datasets: Any = None, models: Any = None) -> None:
-        if datasets or models:
-            raise _invalid("mltrack:// does not record MLflow dataset or model inputs yet")
-
     # -- search --------------------------------------------------------------------------------------
     @_mlflow_errors
     def _search_runs(
@@ -337,8 +349,9 @@ class MLTrackMlflowStore(AbstractStore):
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
         """Through our search language (MLflow's syntax); page tokens are offsets."""
-        if run_view_type == ViewType.DELETED_ONLY or not experiment_ids:
+        if not experiment_ids:
             return [], None
+        lifecycle = {ViewType.DELETED_ONLY: "deleted", ViewType.ALL: "all"}.get(run_view_type, "active")
         names = [self.tracking.get_project(self._project_id(e))["name"] for e in experiment_ids]
         quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names)
         search = f"attributes.project IN ({quoted})"
@@ -350,9 +363,14 @@ class MLTrackMlflowStore(AbstractStore):
             raise _invalid(f"Invalid page token: {page_token!r}")
         limit = max(1, min(int(max_results), MAX_PAGE))
         where = ExperimentFilter(
-            search=search, order_by=tuple(order_by or ()), limit=limit, offset=offset, order="desc"
+            search=search,
+            order_by=tuple(order_by or ()),
+            limit=limit,
+            offset=offset,
+            order="desc",
+            lifecycle=lifecycle,
         )
-        page = experiment_page(self.tracking, where)
+        page = experiment_page(self.tracking, where, self.visible_dag_ids)
         runs = [self.get_run(str(item["experiment_id"])) for item in page["items"]]
         more = offset + len(runs) < page["total"] or (not page["total_exact"] and len(runs) == limit)
         return runs, (str(offset + len(runs)) if more and runs else None)

@@ -48,7 +48,15 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
 
     from airflow_mltrack import __version__
     from airflow_mltrack.errors import MLTrackError, NotFoundError
-    from airflow_mltrack.plugins import api, api_curves, api_edits, api_errors, pages
+    from airflow_mltrack.plugins import (
+        api,
+        api_artifacts,
+        api_curves,
+        api_edits,
+        api_errors,
+        api_mlflow,
+        pages,
+    )
     from airflow_mltrack.plugins.auth import DEFAULT_CONN_ID, REQUIRE_PLUGIN_ACCESS
     from airflow_mltrack.plugins.rendering import app_path, render_error
 
@@ -86,6 +94,7 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
     app.include_router(api.router, prefix="/api")
     app.include_router(api_curves.router, prefix="/api")  # curves: downsampled, zoom, downloads
     app.include_router(api_edits.router, prefix="/api")  # PATCH /api/experiments/{id}: tags and notes
+    app.include_router(api_artifacts.api_router, prefix="/api")  # an experiment's artifacts: list, download
     files = APIRouter(include_in_schema=False, route_class=api_errors.JsonErrorRoute)
     static_root = (Path(__file__).parent / "static").resolve()
 
@@ -111,6 +120,10 @@ def create_app(conn_id: str | None = None) -> "FastAPI":
 
     app.include_router(files)
     app.include_router(pages.router)
+    # MLflow's REST protocol under /mlflow (a catch-all answering MLflow-shaped errors): include any more
+    # specific /mlflow/... router (the artifact proxy) before it.
+    app.include_router(api_artifacts.router)  # MLflow's artifact proxy (mlflow-artifacts)
+    app.include_router(api_mlflow.router)
 
     # The handlers below answer the pages (HTML), and requests no route matched (404, 405): as JSON
     # under the API's and the files' paths.

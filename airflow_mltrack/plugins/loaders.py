@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from airflow_mltrack.store.reads import catalog, compare, experiment_list, lineage, metric_curves
+from airflow_mltrack.vocabulary import is_system_tag
 
 if TYPE_CHECKING:
     from airflow_mltrack.plugins.auth import DagAccess
@@ -52,8 +53,12 @@ def load_experiments(store: TrackingStore, access: DagAccess, query: ExperimentQ
 
 def load_experiment(store: TrackingStore, access: DagAccess, experiment_id: int) -> dict[str, Any]:
     """One experiment; a hidden one answers the same 404 as an unknown id."""
-    experiment = store.get_experiment(experiment_id)
-    return hide_secrets(store, [access.check(experiment, "experiment_id", experiment_id)])[0]
+    experiment = access.check(store.get_experiment(experiment_id), "experiment_id", experiment_id)
+    values = store.tag_values("experiment", experiment_id)
+    experiment["tags"] = [t for t in experiment["tags"] if not is_system_tag(t)]
+    experiment["tag_values"] = {k: v for k, v in values.items() if v is not None and not is_system_tag(k)}
+    experiment["system_tags"] = sorted((k, v) for k, v in values.items() if is_system_tag(k))
+    return hide_secrets(store, [experiment])[0]
 
 
 def load_curves(

@@ -175,6 +175,7 @@ def experiment_page(request: Request, experiment_id: int, store: StoreDep, acces
         metrics=summary,
         curves=loaders.chart_data(curves),
         links=airflow_links(relative_root(request), experiment),
+        artifacts=store.list_artifacts(experiment_id),
     )
 
 

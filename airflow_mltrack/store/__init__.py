@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from airflow_mltrack.store.artifacts import ArtifactStore
 from airflow_mltrack.store.base import StoreBase
 from airflow_mltrack.store.catalog import CatalogStore
 from airflow_mltrack.store.deployments import DeploymentStore
 from airflow_mltrack.store.engine import get_engine
 from airflow_mltrack.store.experiments import ExperimentStore
+from airflow_mltrack.store.logged_models import LoggedModelStore
 from airflow_mltrack.store.metrics import MetricStore
 from airflow_mltrack.store.payloads import MetricRow, parse_metrics
 from airflow_mltrack.store.preprocessing import PreprocessingStore
@@ -24,11 +26,13 @@ class TrackingStore(
     MetricStore,
     PreprocessingStore,
     DeploymentStore,
+    LoggedModelStore,
+    ArtifactStore,
     StoreBase,
 ):
     """Every read and write of airflow-mltrack, on PostgreSQL or SQLite.
 
-    One mixin per entity (tags, catalog, experiments, metrics, preprocessing, deployments), side by side:
+    One mixin per entity (tags, catalog, experiments, metrics, preprocessing, deployments, artifacts), side by side:
     each inherits only :class:`~airflow_mltrack.store.base.StoreBase`, which holds what they share
     (docs/architecture.md). Each public write is one transaction and is idempotent where Airflow may
     repeat it. ``redaction``: the policy that hides secrets in every write of hyperparameters, job

@@ -323,8 +323,12 @@ class StoreBase:
         return int(conn.execute(query).scalar_one())
 
     @staticmethod
-    def _require(conn: Connection, table: Table, id_column: str, value: int, field: str) -> Any:
-        row = conn.execute(select(table).where(table.c[id_column] == value)).first()
+    def _require(
+        conn: Connection, table: Table, id_column: str, value: int, field: str, *, whole: bool = True
+    ) -> Any:
+        """The row (``whole=False``: only its id) or NotFoundError naming ``field``."""
+        chosen = select(table) if whole else select(table.c[id_column])
+        row = conn.execute(chosen.where(table.c[id_column] == value)).first()
         if row is None:
             raise NotFoundError(field, value, f"no {table.name[:-1].replace('_', ' ')} with this id")
         return row

@@ -40,6 +40,7 @@ ALLOWED_VALUES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("tag_assignments", "entity_type", m.TAGGABLE_ENTITIES),
     ("endpoint_models", "kind", m.ROLLOUT_KINDS),
     ("experiment_tasks", "role", m.EXPERIMENT_TASK_ROLES),
+    ("models", "status", m.MODEL_STATUSES),
 )
 #: CHECK-listed columns where NULL is allowed (endpoint_models.kind: rows written before revision 0004).
 NULLABLE_CHECKED = frozenset({("endpoint_models", "kind")})

@@ -78,7 +78,7 @@ class MetricStore(StoreBase):
                 else:
                     overwritten = metric_writes.pg_upsert(conn, experiment_id, batch)
             else:
-                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
+                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id", whole=False)
                 overwritten = metric_writes.sqlite_write(conn, experiment_id, batch, summary)
             metric_summary.advance_latest(conn, self.is_postgres, experiment_id, summary)
             if overwritten:
@@ -143,7 +143,7 @@ class MetricStore(StoreBase):
         with self.read() as conn:
             found = float_rows(rows(conn.execute(query)), null_is_nan=True)
             if not found:
-                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
+                self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id", whole=False)
         return cast("list[LatestMetric]", sorted(found, key=lambda r: (r["evaluation_set"], r["name"])))
 
     def leaderboard(

@@ -22,8 +22,10 @@ deployment_endpoints: Table = m.DeploymentEndpoint.__table__  # type: ignore[ass
 endpoint_models: Table = m.EndpointModel.__table__  # type: ignore[assignment]
 tags: Table = m.Tag.__table__  # type: ignore[assignment]
 tag_assignments: Table = m.TagAssignment.__table__  # type: ignore[assignment]
+artifacts: Table = m.Artifact.__table__  # type: ignore[assignment]
 
 __all__ = [
+    "artifacts",
     "datasets",
     "deployment_endpoints",
     "endpoint_models",

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import StoreBase
-from airflow_mltrack.store.models import TAGGABLE_ENTITIES, TAGGABLE_TABLES, Base
+from airflow_mltrack.store.models import TAG_NAME_LEN, TAGGABLE_ENTITIES, TAGGABLE_TABLES, Base
 from airflow_mltrack.store.tables import tag_assignments
 from airflow_mltrack.store.tables import tags as tags_t
 
@@ -24,8 +24,6 @@ from airflow_mltrack.store.tables import tags as tags_t
 MAX_NOTES_LEN = 64 * 1024
 #: Most tags one edit may add and remove together.
 MAX_TAGS_PER_EDIT = 100
-#: Longest tag name (``tags.name`` is VARCHAR(100)).
-TAG_NAME_LEN = 100
 #: Longest tag value, in characters: MLflow's own limit (``MAX_TAG_VAL_LENGTH``), so every value its client
 #: accepts is stored whole. The column is TEXT: the limit is ours, checked before any write.
 MAX_TAG_VALUE_LEN = 8000
@@ -155,7 +153,7 @@ class TagStore(StoreBase):
 
     def _require_entity(self, conn: Connection, entity_type: str, entity_id: int) -> None:
         table_name, id_column = TAGGABLE_TABLES[entity_type]
-        self._require(conn, Base.metadata.tables[table_name], id_column, entity_id, "entity_id")
+        self._require(conn, Base.metadata.tables[table_name], id_column, entity_id, "entity_id", whole=False)
 
 
 def tag_value(field: str, value: Any) -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
 from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.store.models.common import TAG_NAME_LEN
 
 _MISSING = object()
 
@@ -332,4 +333,4 @@ def tag_names(field: str, value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, list | tuple | set):
         raise MLTrackError(field, value, "must be a list of strings")
-    return sorted({name(field, item, 100) for item in value})
+    return sorted({name(field, item, TAG_NAME_LEN) for item in value})

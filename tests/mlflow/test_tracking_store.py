@@ -105,7 +105,8 @@ def test_search_runs_filter_and_order(mlflow_uri):
         (lambda c, r: c.log_param(r, "lr", "0.2"), "INVALID_PARAMETER_VALUE"),  # params are write-once
         (lambda c, r: c.search_runs(["1"], filter_string="metrics.acc >>> 1"), "INVALID_PARAMETER_VALUE"),
         (lambda c, r: c.delete_tag(r, "missing"), "RESOURCE_DOES_NOT_EXIST"),
-        (lambda c, r: c.delete_run(r), "INVALID_PARAMETER_VALUE"),
+        (lambda c, r: c.delete_run("999999"), "RESOURCE_DOES_NOT_EXIST"),
+        (lambda c, r: c.set_tag(r, "k" * 251, "v"), "INVALID_PARAMETER_VALUE"),  # MLflow's key limit
         (  # MLflow's limits (the client splits big batches: the store is called as a REST server would)
             lambda c, r: c._tracking_client.store.log_batch(
                 r, [Metric(f"m{i}", 1.0, 0, 0) for i in range(1001)], [], []
@@ -195,3 +196,67 @@ def test_context_provider_is_registered_and_idle_outside_a_task():
     providers = [p for p in _run_context_provider_registry if isinstance(p, AirflowRunContext)]
     assert len(providers) == 1
     assert providers[0].in_context() is False and providers[0].tags() == {}
+
+
+def test_delete_and_restore_run(mlflow_uri, tracking_url):
+    """delete_run marks the experiment deleted (the row stays); search_runs and our list honour it."""
+    from mlflow.entities import ViewType
+
+    from airflow_mltrack.store.reads.experiment_list import ExperimentFilter, experiment_page
+
+    client = MlflowClient()
+    exp = client.create_experiment("lifecycle")
+    kept, gone = (client.create_run(exp, run_name=n).info.run_id for n in ("kept", "gone"))
+    client.delete_run(gone)
+    client.delete_run(gone)  # again: no change, no error
+    assert client.get_run(gone).info.lifecycle_stage == "deleted"
+    assert client.get_run(kept).info.lifecycle_stage == "active"
+
+    def names(view: int) -> list[str]:
+        return sorted(r.info.run_name for r in client.search_runs([exp], run_view_type=view))
+
+    assert names(ViewType.ACTIVE_ONLY) == ["kept"]
+    assert names(ViewType.DELETED_ONLY) == ["gone"]
+    assert names(ViewType.ALL) == ["gone", "kept"]
+    store = TrackingStore.from_url(tracking_url)
+    assert store.get_experiment(int(gone))["deleted_at"] is not None
+    listed = experiment_page(store, ExperimentFilter(project="lifecycle"))
+    assert [i["name"] for i in listed["items"]] == ["kept"]
+    everything = experiment_page(store, ExperimentFilter(project="lifecycle", lifecycle="all"))
+    assert listed["total"] == 1 and everything["total"] == 2
+    with pytest.raises(MlflowException) as exc:  # nothing is logged to a deleted run
+        client.log_metric(gone, "loss", 1.0)
+    assert exc.value.error_code == "INVALID_PARAMETER_VALUE" and "deleted" in exc.value.message
+    assert store.latest_metrics(int(gone)) == []
+
+    client.restore_run(gone)
+    assert client.get_run(gone).info.lifecycle_stage == "active"
+    assert names(ViewType.ACTIVE_ONLY) == ["gone", "kept"]
+    client.log_metric(gone, "loss", 1.0)
+    assert store.get_experiment(int(gone))["deleted_at"] is None
+
+
+def test_tag_keys_up_to_mlflows_limit(mlflow_uri, tracking_url):
+    key = "k" * 250  # MLflow's MAX_TAG_KEY_LENGTH
+    with mlflow.start_run() as run:
+        mlflow.set_tag(key, "v")
+    assert mlflow.get_run(run.info.run_id).data.tags[key] == "v"
+    store = TrackingStore.from_url(tracking_url)
+    assert store.tag_values("experiment", int(run.info.run_id))[key] == "v"
+
+
+def test_a_task_running_again_brings_its_deleted_run_back(mlflow_uri):
+    """The same task instance (its airflow.* link tags) finds its run again: deleted, it is restored."""
+    from mlflow.entities import RunTag as Tag
+
+    client = MlflowClient()
+    exp = client.create_experiment("retries")
+    link = {"airflow.dag_id": "d", "airflow.run_id": "r1", "airflow.task_id": "t", "airflow.map_index": "-1"}
+    tags = [Tag(k, v) for k, v in link.items()]
+    store = client._tracking_client.store
+    first = store.create_run(exp, "me", 0, tags, None)
+    client.set_terminated(first.info.run_id, "FAILED")
+    client.delete_run(first.info.run_id)
+    again = store.create_run(exp, "me", 0, tags, None)
+    assert again.info.run_id == first.info.run_id and again.info.run_name == "t"
+    assert (again.info.lifecycle_stage, again.info.status) == ("active", "RUNNING")

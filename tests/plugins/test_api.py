@@ -15,8 +15,18 @@ from tests.plugins.conftest import DEMO_DAG, DEMO_RUN, HIDDEN_DAG, XSS_NAME
 pytestmark = pytest.mark.postgres
 
 
+def _log_artifact(url: str, ids: dict, root) -> None:
+    """One artifact of the baseline experiment (its download routes are in :func:`routes`)."""
+    from airflow_mltrack.hooks.artifacts import ArtifactStorage
+    from airflow_mltrack.store import TrackingStore
+
+    store = TrackingStore.from_url(url)
+    ArtifactStorage(store, root=f"file://{root}").write(ids["baseline"], "notes.txt", b"notes")
+    ids["project"] = store.get_experiment(ids["baseline"])["project_id"]
+
+
 @pytest.fixture(scope="module")
-def client(ui_airflow_home, seeded_pg):
+def client(ui_airflow_home, seeded_pg, tmp_path_factory):
     import os
 
     from airflow.api_fastapi.app import init_auth_manager, purge_cached_app
@@ -26,7 +36,8 @@ def client(ui_airflow_home, seeded_pg):
     from airflow_mltrack.plugins import auth
     from airflow_mltrack.plugins.app import create_app
 
-    url, _ = seeded_pg
+    url, ids = seeded_pg
+    _log_artifact(url, ids, tmp_path_factory.mktemp("artifacts"))
     saved = os.environ.get("AIRFLOW_CONN_MLTRACK_DEFAULT")
     os.environ["AIRFLOW_CONN_MLTRACK_DEFAULT"] = json.dumps({"conn_type": "mltrack", "extra": {"url": url}})
     auth.clear_store_cache()
@@ -97,6 +108,16 @@ def routes(ids) -> list[str]:
         "/mltrack/api/preprocessing-jobs",
         "/mltrack/api/deployments",
         "/mltrack/api/schema",
+        f"/mltrack/api/experiments/{e}/artifacts",
+        f"/mltrack/api/experiments/{e}/artifacts/notes.txt",
+        *(
+            f"/mltrack/mlflow/{api}/2.0/mlflow-artifacts/artifacts{tail}"
+            for api in ("api", "ajax-api")
+            for tail in (
+                f"?path={ids['project']}/{e}/artifacts",
+                f"/{ids['project']}/{e}/artifacts/notes.txt",
+            )
+        ),
         "/mltrack/openapi.json",
         "/mltrack/static/mltrack.css",
         "/mltrack/static/vendor/uplot-1.6.32/uPlot.iife.min.js",

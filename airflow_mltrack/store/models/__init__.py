@@ -7,6 +7,7 @@ endpoint-to-model associative entity. Every deviation from the seeds is listed i
 
 from __future__ import annotations
 
+from airflow_mltrack.store.models.artifacts import ARTIFACT_PATH_LEN, Artifact
 from airflow_mltrack.store.models.common import (
     AIRFLOW_ID_LEN,
     DATA_TYPES,
@@ -16,11 +17,13 @@ from airflow_mltrack.store.models.common import (
     EXPERIMENT_TASK_ROLES,
     JOB_STATUSES,
     METRIC_NAME_LEN,
+    MODEL_STATUSES,
     NAME_LEN,
     NAN_AS_NULL,
     NOW,
     PROJECT_STATUSES,
     ROLLOUT_KINDS,
+    TAG_NAME_LEN,
     TAGGABLE_ENTITIES,
     VERSION_LEN,
     AirflowLinkMixin,
@@ -48,6 +51,8 @@ from airflow_mltrack.store.models.tracking import (
 
 __all__ = [
     "AIRFLOW_ID_LEN",
+    "ARTIFACT_PATH_LEN",
+    "Artifact",
     "AirflowLinkMixin",
     "Base",
     "DATA_TYPES",
@@ -63,6 +68,7 @@ __all__ = [
     "JOB_STATUSES",
     "JSONType",
     "METRIC_NAME_LEN",
+    "MODEL_STATUSES",
     "Metric",
     "MetricLatest",
     "Model",
@@ -75,6 +81,7 @@ __all__ = [
     "ROLLOUT_KINDS",
     "TAGGABLE_ENTITIES",
     "TAGGABLE_TABLES",
+    "TAG_NAME_LEN",
     "Tag",
     "TagAssignment",
     "TimestampMixin",

@@ -30,6 +30,9 @@ ENDPOINT_STATUSES = ("Active", "Inactive", "Retired")
 ROLLOUT_KINDS = ("deploy", "canary", "promote", "rollback", "adjust")
 # How a task instance belongs to an experiment (revision 0004): it created it, or it wrote to it.
 EXPERIMENT_TASK_ROLES = ("creator", "writer")
+# A model's status (revision 0008): MLflow's logged-model PENDING / READY / FAILED; models registered by
+# our own operators are ready.
+MODEL_STATUSES = ("Pending", "Ready", "Failed")
 TAGGABLE_ENTITIES = (
     "project",
     "dataset",
@@ -43,6 +46,7 @@ TAGGABLE_ENTITIES = (
 NAME_LEN = 255
 VERSION_LEN = 50
 METRIC_NAME_LEN = 100
+TAG_NAME_LEN = 250  # MLflow's MAX_TAG_KEY_LENGTH (revision 0008; 100 before)
 AIRFLOW_ID_LEN = 250  # Airflow's own ID_LEN for dag_id / task_id / run_id
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -28,6 +28,7 @@ from airflow_mltrack.store.models.common import (
     NAME_LEN,
     NOW,
     ROLLOUT_KINDS,
+    TAG_NAME_LEN,
     TAGGABLE_ENTITIES,
     AirflowLinkMixin,
     Base,
@@ -168,12 +169,12 @@ class EndpointModel(Base):
 
 
 class Tag(Base):
-    """Seed 002's suggested tags table."""
+    """Seed 002's suggested tags table (names up to MLflow's 250 characters since revision 0008)."""
 
     __tablename__ = "tags"
 
     tag_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(TAG_NAME_LEN), nullable=False)
     created_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
     __table_args__ = (UniqueConstraint("name", name="uq_tags_name"),)

@@ -30,6 +30,7 @@ from airflow_mltrack.store.models.common import (
     EXPERIMENT_STATUSES,
     EXPERIMENT_TASK_ROLES,
     METRIC_NAME_LEN,
+    MODEL_STATUSES,
     NAME_LEN,
     NAN_AS_NULL,
     NOW,
@@ -105,15 +106,31 @@ class Model(TimestampMixin, Base):
     model_type: Mapped[str | None] = mapped_column(String(100))
     input_schema: Mapped[Any | None] = mapped_column(JSONType)
     output_schema: Mapped[Any | None] = mapped_column(JSONType)
+    # MLflow 3 logged models (revision 0008): status, the run (our experiment) that logged it, its text
+    # params, and MLflow's soft delete.
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="Ready")
+    source_experiment_id: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         ForeignKeyConstraint(
             ["project_id"], ["projects.project_id"], name="fk_model_project", ondelete="CASCADE"
         ),
+        # use_alter: experiments.model_id points back at models (a cycle for CREATE/DROP ordering).
+        ForeignKeyConstraint(
+            ["source_experiment_id"],
+            ["experiments.experiment_id"],
+            name="fk_model_source_experiment",
+            ondelete="SET NULL",
+            use_alter=True,
+        ),
         UniqueConstraint("project_id", "name", "version", name="uq_model_project_name_version"),
+        CheckConstraint(_in("status", MODEL_STATUSES), name="ck_models_status"),
         Index("idx_models_project_id", "project_id"),
         Index("idx_models_name_version", "name", "version"),
         Index("idx_models_framework", "framework"),
+        Index("idx_models_source_experiment_id", "source_experiment_id"),
     )
 
 
@@ -135,6 +152,8 @@ class Experiment(TimestampMixin, AirflowLinkMixin, Base):
     code_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
     notes: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # MLflow's delete_run sets it, restore_run clears it (revision 0008); lists hide deleted experiments.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         ForeignKeyConstraint(

@@ -32,6 +32,8 @@ MAX_OFFSET = 2**31 - 1  # far past any real page; keeps offset + limit inside ev
 #: last page is read from the end (``from_end``), so no page costs a count of every match.
 COUNT_CAP = 1_000
 SORT_ORDERS = ("desc", "asc")
+#: Which experiments by their delete mark (revision 0008, MLflow's ``delete_run``): the default hides deleted.
+LIFECYCLES = ("active", "deleted", "all")
 
 experiments, projects, metric_latest = tables.experiments, tables.projects, tables.metric_latest
 tags, tag_assignments = tables.tags, tables.tag_assignments
@@ -43,7 +45,8 @@ class ExperimentFilter:
     "any". ``search``: a filter in the search language (:mod:`airflow_mltrack.store.search`), AND-ed with
     the other fields; ``order_by``: its order-by clauses (``metrics.test.accuracy DESC``); ``sort`` is the
     older ``(evaluation_set, metric name)`` form with ``order``; neither: newest first. ``columns``: keys
-    whose values each row carries in ``columns``."""
+    whose values each row carries in ``columns``. ``lifecycle``: ``active`` (default: deleted experiments
+    hidden), ``deleted`` or ``all``."""
 
     project: str | None = None
     status: str | None = None
@@ -61,6 +64,7 @@ class ExperimentFilter:
     search: str | None = None
     order_by: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+    lifecycle: str = "active"
 
 
 class ExperimentPage(TypedDict):
@@ -113,6 +117,10 @@ def experiment_page(
     )
 
     conditions: list[Any] = []
+    lifecycle = v.choice("lifecycle", where.lifecycle, LIFECYCLES)
+    if lifecycle != "all":
+        deleted = experiments.c.deleted_at
+        conditions.append(deleted.is_(None) if lifecycle == "active" else deleted.is_not(None))
     if project:
         conditions.append(projects.c.name == project)
     if where.status:
