@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.store.engine import POOL_MODE_ARG, POOL_MODES
 
 if TYPE_CHECKING:
     from collections.abc import Set
@@ -34,7 +35,7 @@ POSTGRES_HOOK_EXTRAS: frozenset[str] = frozenset(PostgresHook.ignored_extra_opti
     "log_db_messages",
 }
 # Extras of an ``mltrack`` connection that choose the backend rather than being libpq parameters.
-MLTRACK_EXTRAS = frozenset({"url", "backend", "path"})
+MLTRACK_EXTRAS = frozenset({"url", "backend", "path", "pool_mode"})
 
 
 def airflow_home() -> str:
@@ -157,6 +158,24 @@ def _url_from_extra(conn: Connection, raw: Any) -> URL:
     return url
 
 
+def _with_pool_mode(conn: Connection, url: URL, mode: Any) -> URL:
+    """``url`` with the ``pool_mode`` extra as its ``mltrack_pool_mode`` query argument (PostgreSQL only)."""
+    if mode is None:
+        return url
+    if mode not in POOL_MODES:
+        raise MLTrackError(
+            "extra.pool_mode",
+            mode,
+            f"connection {conn.conn_id!r}: expected {' or '.join(repr(m) for m in POOL_MODES)} "
+            "(PgBouncer's statement mode cannot run the store's multi-statement transactions)",
+        )
+    if url.get_backend_name() != "postgresql":
+        raise MLTrackError(
+            "extra.pool_mode", mode, f"connection {conn.conn_id!r}: a pool mode applies to PostgreSQL only"
+        )
+    return url.update_query_dict({POOL_MODE_ARG: mode})
+
+
 def url_from_connection(conn: Connection) -> URL:
     """The SQLAlchemy URL for a connection of type ``mltrack``, ``postgres`` or ``sqlite``.
 
@@ -166,15 +185,20 @@ def url_from_connection(conn: Connection) -> URL:
     extras = connection_extras(conn)
     if conn_type == "mltrack":
         if extras.get("url"):
-            return _url_from_extra(conn, extras["url"])
-        backend = str(extras.get("backend") or "postgresql").lower()
-        if backend == "sqlite":
-            return _sqlite_url(conn, extras.get("path") or conn.host)
-        if backend in ("postgresql", "postgres"):
-            return _postgres_url(conn, extras, MLTRACK_EXTRAS | POSTGRES_HOOK_EXTRAS)
-        raise MLTrackError(
-            "extra.backend", backend, f"connection {conn.conn_id!r}: expected 'postgresql' or 'sqlite'"
-        )
+            url = _url_from_extra(conn, extras["url"])
+        else:
+            backend = str(extras.get("backend") or "postgresql").lower()
+            if backend == "sqlite":
+                url = _sqlite_url(conn, extras.get("path") or conn.host)
+            elif backend in ("postgresql", "postgres"):
+                url = _postgres_url(conn, extras, MLTRACK_EXTRAS | POSTGRES_HOOK_EXTRAS)
+            else:
+                raise MLTrackError(
+                    "extra.backend",
+                    backend,
+                    f"connection {conn.conn_id!r}: expected 'postgresql' or 'sqlite'",
+                )
+        return _with_pool_mode(conn, url, extras.get("pool_mode"))
     if conn_type in ("postgres", "postgresql"):
         scheme = extras.get("sqlalchemy_scheme")
         if scheme and scheme not in ("postgresql", POSTGRES_DRIVER):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,14 @@ def current_task_link() -> TaskLink | None:
     )
 
 
+def in_task_process() -> bool:
+    """True in a process running an Airflow task: the Task SDK's task runner (a worker's child process,
+    where the task and the status listener's task hooks run) or an in-process run (``dag.test()``). Airflow
+    itself reads ``task_runner.SUPERVISOR_COMMS`` this way to know it runs in a task."""
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return getattr(runner, "SUPERVISOR_COMMS", None) is not None
+
+
 class MLTrackHook(BaseHook):
     """The tracking store behind an Airflow connection.
 
@@ -138,6 +147,24 @@ class MLTrackHook(BaseHook):
 
     ``sqlite``: Host is the database file path (as in Airflow's SQLite provider), relative to
     ``$AIRFLOW_HOME`` unless absolute.
+
+    ``pool_mode`` (``mltrack`` connections to PostgreSQL, any of the three forms above): how the
+    server's connections are pooled.
+
+    - ``"session"`` (the default): a direct server, or PgBouncer in session pooling mode.
+    - ``"transaction"``: PgBouncer in transaction pooling mode (``pool_mode = transaction``), where each
+      transaction may run on another server connection. The store then opens a connection per transaction
+      and closes it after (SQLAlchemy's ``NullPool``: PgBouncer is the pool), never prepares statements on
+      the server (psycopg's ``prepare_threshold=None``), and relies on no session state (its advisory
+      lock and temporary table live inside one transaction). ``mltrack db upgrade`` works through it too.
+      In a URL (``url`` extra, ``mltrack db upgrade --url``) the same setting is the query argument
+      ``?mltrack_pool_mode=transaction``. Not auto-detected: a pooler looks like a server to its clients.
+    - anything else (PgBouncer's ``statement`` mode cannot run multi-statement transactions) is refused.
+
+    Connections per process (``session`` mode): a task's process (a worker's task runner, ``dag.test()``)
+    keeps at most one connection, from its first write until the task ends (the status listener's
+    ``before_stopping`` closes it); other processes (scheduler, API server, CLI) keep a pool of 5 (+5).
+    Every connection says ``application_name=mltrack`` unless the connection sets ``application_name``.
 
     Extras in the old form ``extra__<conn_type>__<key>`` are read as ``<key>``.
 
@@ -200,8 +227,8 @@ class MLTrackHook(BaseHook):
         return self.sqlalchemy_url.render_as_string(hide_password=False)
 
     def get_conn(self) -> Any:
-        """The process-wide SQLAlchemy engine of the tracking store."""
-        return get_engine(self.get_uri())
+        """The process-wide SQLAlchemy engine of the tracking store (sized for a task in a task's process)."""
+        return get_engine(self.get_uri(), task_process=in_task_process())
 
     def get_store(self) -> TrackingStore:
         """The :class:`~airflow_mltrack.store.TrackingStore` for this connection.
@@ -211,6 +238,7 @@ class MLTrackHook(BaseHook):
         redacted by the store before they are written, with :func:`redaction_policy`.
         """
         url = self.get_uri()
+        self.get_conn()  # the engine for this process (one connection in a task's), which from_url reuses
         store = TrackingStore.from_url(url, auto_migrate=self.is_embedded, redaction=redaction_policy())
         store.task_link = current_task_link()  # inside a task: its writes make it one of the experiment's
         return store

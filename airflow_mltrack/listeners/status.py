@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -404,3 +405,18 @@ def on_dag_run_failed(dag_run: Any, msg: str) -> None:
     dag_run_finished(
         dag_run.dag_id, dag_run.run_id, success=False, dag=_dag_of_run(dag_run), dag_run=dag_run, msg=msg
     )
+
+
+@hookimpl
+def before_stopping(component: Any) -> None:
+    """A task runner is done (after the task and the hooks above): close the tracking-store connection its
+    task kept (``store.engine.release_task_engines``), so a finished task leaves none open."""
+    engine = sys.modules.get("airflow_mltrack.store.engine")  # never imported: nothing to close
+    if engine is None or type(component).__name__ != "TaskRunnerMarker":
+        return
+    try:
+        engine.release_task_engines()
+    except Exception as exc:
+        log.warning(
+            "mltrack: cannot close the tracking store's connections (%s: %s)", type(exc).__name__, exc
+        )

@@ -3,6 +3,9 @@
 PostgreSQL: batches of ``COPY_THRESHOLD`` rows or more go through binary COPY, straight into ``metrics``
 when every key only grows past its stored steps, else into a temporary staging table and one
 ``INSERT .. SELECT .. ORDER BY key ON CONFLICT DO UPDATE``; smaller batches are one multi-row upsert.
+The staging table is created (if missing), filled and read inside the write's one transaction, and
+emptied at its commit: no session state is relied on, so this works behind PgBouncer's transaction
+pooling.
 SQLite: executemany. Each path answers the keys where a stored row was replaced, for ``metric_latest``
 (:mod:`airflow_mltrack.store.metric_summary`) to recompute.
 """
@@ -24,7 +27,6 @@ from airflow_mltrack.store.tables import metric_latest, metrics
 LATEST_CHUNK = 500  # metric keys per metric_latest refresh statement (2 bind parameters each)
 
 COPY_THRESHOLD = 500
-_STAGE = "mltrack_metric_stage"
 _STAGE_DDL = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS mltrack_metric_stage "
     "(experiment_id integer, name varchar(100), value double precision, step integer, "
@@ -132,11 +134,11 @@ def pg_copy(
         else:
             savepoint.commit()
             return []
-    info = conn.connection.info
     with dbapi.cursor() as cur:
-        if not info.get(_STAGE):
-            cur.execute(_STAGE_DDL)
-            info[_STAGE] = True
+        # In this transaction, every time: behind PgBouncer's transaction pooling the next transaction may
+        # run on another server session (whose temporary tables are its own), and a rolled-back first
+        # transaction takes its CREATE with it. ON COMMIT DELETE ROWS leaves an empty table behind.
+        cur.execute(_STAGE_DDL)
         _copy_rows(cur, _STAGE_COPY, experiment_id, batch)
         cur.execute(_STAGE_MERGE)
         return [(name, split) for name, split in cur.fetchall()]

@@ -88,28 +88,28 @@ _PG_LOCK_KEY = 0x6D6C747261636B
 
 
 @contextmanager
-def migration_lock(target: str | Engine | Connection) -> Iterator[None]:
+def migration_lock(target: str | Engine | Connection) -> Iterator[Connection | None]:
     """Held around "check the revision, upgrade": one migration of a store at a time, across processes
     and threads. SQLite: an exclusive ``flock`` on the sibling file ``<database>.migrate.lock``;
-    PostgreSQL: a session advisory lock, on a connection of its own.
+    PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``), taken first in a transaction
+    that is yielded for the migration to run in, and released by its commit or rollback. No session-level
+    lock outlives the transaction, so this also works behind PgBouncer's transaction pooling (where a
+    session lock would stay with whichever server connection took it).
 
     Parallel tasks that use the embedded default first all find a fresh file: the first one migrates it
     and the others wait, then find it at head. So do parallel ``mltrack db upgrade`` runs on one database.
-    A Connection handed in by the caller is used as it is (the caller serializes).
+    A Connection handed in by the caller is used as it is (the caller serializes). Yields the locked
+    Connection on PostgreSQL, else None.
     """
     with _PROCESS_LOCK:
         if isinstance(target, Connection):
-            yield
+            yield None
             return
         engine = get_engine(target) if isinstance(target, str) else target
         if engine.dialect.name == "postgresql":
-            with engine.connect() as conn:
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})")
-                try:
-                    yield
-                finally:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})")
+            with engine.connect() as conn, conn.begin():
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+                yield conn
             return
         path = _sqlite_file(target)
         try:
@@ -117,44 +117,48 @@ def migration_lock(target: str | Engine | Connection) -> Iterator[None]:
         except ImportError:  # pragma: no cover - Windows: one process at a time is the user's job
             path = None
         if path is None:
-            yield
+            yield None
             return
         lock_path = f"{os.path.abspath(path)}.migrate.lock"
         os.makedirs(os.path.dirname(lock_path), exist_ok=True)
         with open(lock_path, "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                yield None
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def upgrade(url: str | Engine | Connection, revision: str = "head") -> None:
     """Upgrade the store at ``url`` to ``revision`` (default: the newest)."""
-    with migration_lock(url):
-        command.upgrade(alembic_config(url), revision)
+    with migration_lock(url) as locked:
+        command.upgrade(alembic_config(locked or url), revision)
 
 
 def ensure_head(url: str) -> None:
     """Upgrade the store at ``url`` to the newest revision unless it is there already (the embedded
-    default's first use). Concurrent callers on one SQLite file wait for the first one's upgrade."""
-    with migration_lock(url):
-        if current_revision(url) != head_revision():
-            command.upgrade(alembic_config(url), "head")
+    default's first use). Concurrent callers on one database wait for the first one's upgrade."""
+    with migration_lock(url) as locked:
+        target = locked or url
+        if current_revision(target) != head_revision():
+            command.upgrade(alembic_config(target), "head")
 
 
 def downgrade(url: str | Engine | Connection, revision: str) -> None:
     """Downgrade the store at ``url`` to ``revision`` (``base`` drops everything; ``-1`` one step)."""
-    with migration_lock(url):
-        command.downgrade(alembic_config(url), revision)
+    with migration_lock(url) as locked:
+        command.downgrade(alembic_config(locked or url), revision)
 
 
 def _engine(url_or_engine: str | Engine) -> Engine:
     return get_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
 
 
-def current_revision(url_or_engine: str | Engine) -> str | None:
+def current_revision(url_or_engine: str | Engine | Connection) -> str | None:
     """The revision the database is at, or None if it was never migrated."""
+    if isinstance(url_or_engine, Connection):
+        context = MigrationContext.configure(url_or_engine, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
     with _engine(url_or_engine).connect() as conn:
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
