@@ -30,6 +30,7 @@ from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.mlflow import mapping as m
+from airflow_mltrack.mlflow.rest_schema import validate
 from airflow_mltrack.mlflow.store import MLTrackMlflowStore
 from airflow_mltrack.store import TrackingStore
 
@@ -252,7 +253,8 @@ def parse(
     content_type: str | None,
 ) -> tuple[Any, dict[str, Any]]:
     """The request message of ``endpoint`` from the query (GET with parameters) or the JSON body, with the
-    path parameters set; a value that does not fit its field is INVALID_PARAMETER_VALUE naming it."""
+    path parameters set, checked as MLflow's server checks it (:mod:`.rest_schema`); a value that does not
+    fit its field is INVALID_PARAMETER_VALUE naming it."""
     message = endpoint.request_class()
     if endpoint.method == "GET" and query:
         request_json = _query_json(endpoint.request_class, query)
@@ -269,7 +271,9 @@ def parse(
     try:
         parse_dict(request_json, message)
     except Exception as exc:  # protobuf's ParseError (a value that does not fit its field), or worse input
+        validate(endpoint.name, request_json, parsed=False)  # MLflow's words for a field of its schema
         raise _invalid(f"Invalid {endpoint.name} request: {exc}") from exc
+    validate(endpoint.name, request_json, parsed=True)
     return message, request_json
 
 
@@ -287,7 +291,7 @@ def _run_ids(call: Call) -> list[str]:
     return sorted({str(i) for i in ids if i})
 
 
-def _check_run(tracking: TrackingStore, access: Access, run_id: str, write: bool) -> None:
+def check_run(tracking: TrackingStore, access: Access, run_id: str, write: bool) -> None:
     """A run of a DAG the user may not read does not exist for them; writing needs the DAG's edit right."""
     try:
         experiment_id = m.experiment_id_of(run_id)
@@ -318,7 +322,7 @@ def authorize(call: Call, tracking: TrackingStore, access: Access) -> None:
             source = None
         run_ids = [source] if source else []
     for run_id in run_ids:
-        _check_run(tracking, access, run_id, write)
+        check_run(tracking, access, run_id, write)
     if not write or run_ids:
         return
     dag_id = None
@@ -368,6 +372,13 @@ def handle(
 ) -> tuple[int, str]:
     """Answer one MLflow REST request (``path`` relative to the ``/mlflow`` root): ``(status, JSON)``."""
     try:
+        from airflow_mltrack.mlflow import rest_ajax
+
+        route = rest_ajax.ROUTES.get((method, path.rstrip("/")))
+        if route is not None:  # the web UI's endpoints outside the service protos
+            request_json = {} if method == "GET" else _body_json(body, content_type)
+            adapter = MLTrackMlflowStore(artifact_uri=ARTIFACT_URI, store=tracking)
+            return 200, route(rest_ajax.AjaxCall(query, request_json, adapter, tracking, access))
         endpoint, path_params = match(method, path)
         handler = handlers().get(endpoint.name)
         if handler is None:

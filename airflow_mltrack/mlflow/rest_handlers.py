@@ -14,6 +14,7 @@ from typing import Any
 from mlflow.entities import (
     DatasetInput,
     ExperimentTag,
+    FileInfo,
     LoggedModelInput,
     LoggedModelOutput,
     Metric,
@@ -33,6 +34,7 @@ from mlflow.protos.service_pb2 import (
     GetExperiment,
     GetExperimentByName,
     GetRun,
+    ListArtifacts,
     LogBatch,
     LogInputs,
     LogMetric,
@@ -49,17 +51,18 @@ from mlflow.protos.service_pb2 import (
     UpdateRun,
 )
 from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.uri import validate_path_is_safe
 from mlflow.utils.validation import (
     MAX_BATCH_LOG_REQUEST_SIZE,
     _validate_batch_log_data,
     _validate_batch_log_limits,
 )
 
+from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.rest import ARTIFACT_URI, Call, handles
 from airflow_mltrack.mlflow.rest import invalid as _invalid
+from airflow_mltrack.store.artifacts import artifact_children
 
-#: MLflow's server limits (mlflow/server/handlers.py).
-MAX_SEARCH_RUNS_RESULTS = 50000
 #: ``AbstractStore`` methods whose default silently does nothing: not overridden = not implemented.
 _NO_OP_DEFAULTS = ("set_experiment_tag", "delete_experiment_tag")
 
@@ -217,12 +220,7 @@ def restore_run(call: Call) -> Any:
 
 @handles(SearchRuns)
 def search_runs(call: Call) -> Any:
-    msg = call.message
-    if msg.max_results > MAX_SEARCH_RUNS_RESULTS:
-        raise _invalid(
-            f"Invalid value {msg.max_results} for parameter 'max_results' supplied: it must be at most "
-            f"{MAX_SEARCH_RUNS_RESULTS}."
-        )
+    msg = call.message  # max_results <= MAX_SEARCH_RUNS_RESULTS: rest_schema
     view_type = ViewType.from_proto(msg.run_view_type) if call.has("run_view_type") else ViewType.ACTIVE_ONLY
     call.adapter.visible_dag_ids = call.access.visible_dag_ids  # runs of unreadable DAGs: not listed
     runs = call.adapter.search_runs(
@@ -237,6 +235,21 @@ def search_runs(call: Call) -> Any:
     if runs.token:
         response.next_page_token = runs.token
     return response
+
+
+@handles(ListArtifacts)
+def list_artifacts(call: Call) -> Any:
+    """The entries directly under ``path`` of a run's artifacts (paths from the run's artifact root), as
+    MLflow's server lists a proxied artifact root; a path leaving the root is MLflow's "Invalid path"."""
+    path = validate_path_is_safe(call.message.path) if call.has("path") else None
+    run = call.adapter.get_run(call.run_id)
+    prefix = path.strip("/") if path else ""
+    found = call.adapter.tracking.list_artifacts(m.experiment_id_of(run.info.run_id), prefix or None)
+    files = [
+        FileInfo(child["path"], child["is_dir"], None if child["is_dir"] else child["size_bytes"]).to_proto()
+        for child in artifact_children(found, prefix)
+    ]
+    return ListArtifacts.Response(root_uri=_fix_info(run.to_proto().info).artifact_uri, files=files)
 
 
 # -- logging -----------------------------------------------------------------------------------------
@@ -285,20 +298,6 @@ def delete_tag(call: Call) -> Any:
     return DeleteTag.Response()
 
 
-def _require_keys(call: Call, name: str, keys: tuple[str, ...]) -> None:
-    items = call.request_json.get(name) or []
-    if not isinstance(items, list):
-        return
-    for index, item in enumerate(items):
-        for key in keys:
-            value = item.get(key) if isinstance(item, dict) else None
-            if value is None or value == "":
-                raise _invalid(
-                    f"Missing value for required parameter '{name}[{index}].{key}'. See the API docs for "
-                    "more information about request parameters."
-                )
-
-
 @handles(LogBatch)
 def log_batch(call: Call) -> Any:
     """Whole or nothing: every limit and value is checked before the store writes."""
@@ -307,10 +306,7 @@ def log_batch(call: Call) -> Any:
             f"Batched logging API requests must be at most {MAX_BATCH_LOG_REQUEST_SIZE} bytes, got a "
             f"request of size {call.body_size}."
         )
-    call.require("run_id")
-    _require_keys(call, "metrics", ("key", "value", "timestamp"))
-    _require_keys(call, "params", ("key",))
-    _require_keys(call, "tags", ("key",))
+    call.require("run_id")  # and each metric's key, value, timestamp... (rest_schema)
     msg = call.message
     metrics = [Metric.from_proto(p) for p in msg.metrics]
     params = [Param.from_proto(p) for p in msg.params]
@@ -355,4 +351,4 @@ def log_model(call: Call) -> Any:
     return LogModel.Response()
 
 
-__all__ = ["MAX_SEARCH_RUNS_RESULTS"]
+__all__: list[str] = []

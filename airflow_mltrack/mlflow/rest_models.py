@@ -21,10 +21,7 @@ from mlflow.protos.service_pb2 import (
 
 from airflow_mltrack.mlflow.rest import Call, handles
 from airflow_mltrack.mlflow.rest import invalid as _invalid
-
-#: MLflow's server limits (mlflow/server/handlers.py).
-MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
-MAX_RESULTS_PER_RUN = 2500
+from airflow_mltrack.mlflow.rest_schema import MAX_RESULTS_PER_RUN
 
 
 # -- metric history ----------------------------------------------------------------------------------
@@ -49,15 +46,8 @@ def get_metric_history(call: Call) -> Any:
 @handles(GetMetricHistoryBulkInterval)
 def get_metric_history_bulk_interval(call: Call) -> Any:
     call.require("run_ids", "metric_key")
-    msg = call.message
-    if len(msg.run_ids) > MAX_RUNS_GET_METRIC_HISTORY_BULK:
-        raise _invalid(
-            f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS_GET_METRIC_HISTORY_BULK} "
-            f"run_ids. Received {len(msg.run_ids)} run_ids."
-        )
+    msg = call.message  # at most 100 run_ids, max_results in 1..2500: rest_schema
     max_results = msg.max_results if call.has("max_results") else MAX_RESULTS_PER_RUN
-    if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
-        raise _invalid(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
     start = msg.start_step if call.has("start_step") else None
     end = msg.end_step if call.has("end_step") else None
     if (start is None) != (end is None):
@@ -85,7 +75,7 @@ def create_logged_model(call: Call) -> Any:
         experiment_id=msg.experiment_id,
         name=msg.name or None,
         model_type=msg.model_type,
-        source_run_id=msg.source_run_id,
+        source_run_id=msg.source_run_id or None,  # absent in the body: "" in the message
         params=[LoggedModelParameter.from_proto(p) for p in msg.params] or None,
         tags=[LoggedModelTag(key=t.key, value=t.value) for t in msg.tags] or None,
     )
@@ -164,4 +154,4 @@ def search_logged_models(call: Call) -> Any:
     return response
 
 
-__all__ = ["MAX_RESULTS_PER_RUN", "MAX_RUNS_GET_METRIC_HISTORY_BULK"]
+__all__: list[str] = []

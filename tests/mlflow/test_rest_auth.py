@@ -109,6 +109,12 @@ def test_unreadable_dag_hides_its_runs(rest, monkeypatch):
         with pytest.raises(MlflowException) as exc:
             read()
         assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    bulk = httpx.get(  # the web UI's bulk history, outside the protos, hides it too
+        f"{rest.uri}/ajax-api/2.0/mlflow/metrics/get-history-bulk",
+        params={"run_id": [str(ids["open"]), str(ids["hidden"])], "metric_key": "accuracy"},
+        headers=headers,
+    )
+    assert _error(bulk) == (404, "RESOURCE_DOES_NOT_EXIST")
     project = client.get_experiment_by_name("vision").experiment_id
     names = sorted(r.info.run_name for r in client.search_runs([project]))
     assert names == ["open", "outside"]

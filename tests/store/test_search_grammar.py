@@ -47,6 +47,10 @@ def test_mlflow_filter_reads_into_nodes() -> None:
         ("attributes.run_name = 'x'", "attributes", "name", None),
         ("run.id = 3", "attributes", "experiment_id", None),
         ("datasets.name = 'cifar'", "datasets", "name", None),
+        ("status = 'FINISHED'", "attributes", "status", None),  # a bare name is an attribute (MLflow)
+        ("run_name = 'x'", "attributes", "name", None),
+        ("Created > 1", "attributes", "start_time", None),
+        ("attributes.`Run name` = 'x'", "attributes", "name", None),
     ],
 )
 def test_keys_and_their_spellings(text: str, entity: str, name: str, split: str | None) -> None:
@@ -84,6 +88,9 @@ def test_strings_escape_quotes_both_ways() -> None:
         ("NOT params.a = 1", "NOT", 0),
         ("metrics.a IS 3", "3", 13),
         ("attributes.nope = 1", "attributes.nope", 0),
+        ("nope = 1", "nope", 0),
+        ("metrics > 1", "metrics", 0),
+        ("start_time = 1 and nope = 2", "nope", 19),
         ("params.a = 1 params.b = 2", "params", 13),
         ("(params.a = 1", "end of expression", 13),
         ("params.a = 1 ; drop table experiments", ";", 13),
@@ -120,6 +127,13 @@ def test_order_by_clauses_and_columns() -> None:
         ("attributes", "start_time", False),
         ("params", "a b", False),
     ]
+    bare = parse_order_by(["start_time DESC", "run_name, status ASC"])
+    assert [(o.key.entity, o.key.name, o.descending) for o in bare] == [
+        ("attributes", "start_time", True),
+        ("attributes", "name", False),
+        ("attributes", "status", False),
+    ]
+    assert [c.canonical() for c in parse_columns(["duration"])] == ["attributes.duration"]
     with pytest.raises(SearchError, match="cannot order") as caught:
         parse_order_by("tags.baseline")
     assert caught.value.field == "order_by"

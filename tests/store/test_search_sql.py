@@ -135,6 +135,11 @@ CASES: list[tuple[str, Any]] = [
     ("attributes.start_time > '2000-01-01'", lambda f: True),
     ("attributes.start_time < 946684800000", lambda f: False),  # ms since the epoch: 2000-01-01
     ("attributes.duration >= 0", lambda f: f["status"] == "Completed"),
+    ("status = 'FINISHED'", lambda f: f["status"] == "Completed"),  # a bare name is an attribute (MLflow)
+    (
+        "run_name LIKE 'run-1%' and project = 'text'",
+        lambda f: f["name"].startswith("run-1") and f["project"] == "text",
+    ),
     ("datasets.name = 'imdb'", lambda f: f["project"] == "text"),
     ("models.framework = 'PyTorch'", lambda f: True),
     (
@@ -219,6 +224,7 @@ def python_order(seeded: dict[int, dict[str, Any]], key: Any, descending: bool) 
         ("params.lr", lambda f: f["params"]["lr"]),
         ("params.model.depth", lambda f: f["params"].get("model", {}).get("depth")),
         ("attributes.name", lambda f: f["name"]),
+        ("run_name", lambda f: f["name"]),  # a bare name is an attribute (MLflow)
         ("metrics.test.loss", lambda f: f["loss"]),
     ],
 )

@@ -6,7 +6,7 @@ A filter is comparisons joined by ``AND`` / ``OR`` (``AND`` binds tighter; paren
     (tags.baseline IS NOT NULL or attributes.status IN ('Completed', 'Running')) and params.lr < 0.05
 
 An order-by is ``<key> [ASC|DESC]`` clauses, comma-separated (or one per list item). Keys are
-``<entity>.<name>``; a name with spaces or dots is quoted with backticks or double quotes
+``<entity>.<name>``, or a bare attribute name as in MLflow (``start_time DESC``); a name with spaces or dots is quoted with backticks or double quotes
 (``metrics.`val.acc```). Strings take single or double quotes (a quote inside is doubled or
 backslash-escaped). What each entity accepts is checked here too (:mod:`.keys`), so every mistake is a
 :class:`SearchError` naming the token and its position, before any SQL exists.

@@ -12,8 +12,10 @@ Entities (MLflow's spellings accepted, singular or plural):
   present (label or value) or absent. ``= != LIKE ILIKE NOT LIKE NOT ILIKE IN NOT IN`` compare its value as
   text (an unquoted number is its text: ``tags.a = 1`` is ``tags.a = '1'``); a label has no value, so no
   value comparison matches it (not even ``!=`` or ``NOT IN``). Tags do not order (``< >`` are refused).
-- ``attributes.<name>`` (also ``attribute``, ``attr``, ``run``): the experiment's own columns, see
-  :data:`ATTRIBUTES`; MLflow's ``run_name`` is ``name`` and its statuses (FINISHED, KILLED...) are ours.
+- ``attributes.<name>`` (also ``attribute``, ``attr``, ``run``), or the bare ``<name>`` as in MLflow
+  (``start_time DESC``, ``status = 'FINISHED'``): the experiment's own columns, see :data:`ATTRIBUTES`;
+  MLflow's ``run_name`` is ``name``, its ``created`` is ``start_time`` and its statuses (FINISHED,
+  KILLED...) are ours.
 - ``datasets.<name|version|type>``, ``models.<name|version|framework>``: the experiment's dataset and model.
 """
 
@@ -69,6 +71,8 @@ ATTRIBUTE_ALIASES = {
     "run_name": "name",
     "experiment_name": "name",
     "project_name": "project",
+    "created": "start_time",  # MLflow's alias of start_time
+    "run name": "name",  # MLflow's attributes.`run name`
 }
 RELATED = {"datasets": ("name", "version", "type"), "models": ("name", "version", "framework")}
 
@@ -134,8 +138,18 @@ def _segment(name: str) -> str:
 
 
 def make_key(entity: str, segments: list[str], text: str) -> Key:
-    """The key ``entity.segment.segment...``; :class:`KeyProblem` for an unknown entity or name."""
+    """The key ``entity.segment.segment...``, or the attribute ``entity`` when there are no segments (a
+    name without a prefix is an attribute, as in MLflow: ``start_time``, ``status``, ``run_name``);
+    :class:`KeyProblem` for an unknown entity or name."""
     known = ENTITIES.get(entity.lower())
+    if known is None and not segments:
+        name = ATTRIBUTE_ALIASES.get(entity.lower(), entity.lower())
+        if name not in ATTRIBUTES:
+            raise KeyProblem(
+                f"unknown attribute {entity!r} (a name without a prefix is an attribute: one of "
+                f"{', '.join(sorted(ATTRIBUTES))}); other keys are metrics.<name>, params.<name>, tags.<name>"
+            )
+        return Key("attributes", name, text)
     if known is None:
         raise KeyProblem(f"unknown key type {entity!r}: use metrics, params, tags or attributes")
     if not segments:

@@ -1,0 +1,114 @@
+"""MLflow's web-UI endpoints that are not in its service protos (``mlflow/server/__init__.py`` routes them by
+hand): ``GET /ajax-api/2.0/mlflow/metrics/get-history-bulk`` and ``POST
+/ajax-api/2.0/mlflow/experiments/search-datasets``, answered as ``mlflow/server/handlers.py`` does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import NOT_IMPLEMENTED
+from mlflow.protos.service_pb2 import SearchDatasets
+from mlflow.utils.proto_json_utils import message_to_json, parse_dict
+
+from airflow_mltrack.mlflow import rest
+from airflow_mltrack.mlflow.store import MLTrackMlflowStore
+from airflow_mltrack.store import TrackingStore
+
+#: MLflow's server limits (mlflow/server/handlers.py).
+MAX_HISTORY_RESULTS = 25000
+MAX_RUN_IDS_PER_REQUEST = 100
+MAX_EXPERIMENT_IDS_PER_REQUEST = 20
+
+
+@dataclass
+class AjaxCall:
+    """One request: its query parameters (repeated ones kept), its JSON body, the adapter."""
+
+    query: Sequence[tuple[str, str]]
+    request_json: dict[str, Any]
+    adapter: MLTrackMlflowStore
+    tracking: TrackingStore
+    access: rest.Access
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        return next((value for key, value in self.query if key == name), default)
+
+
+Route = Callable[[AjaxCall], str]
+
+
+def get_metric_history_bulk(call: AjaxCall) -> str:
+    """Every point of one metric of up to 100 runs (run ids in text order, each run's points by timestamp,
+    step, value), at most ``max_results`` in all."""
+    run_ids = [value for key, value in call.query if key == "run_id"]
+    if not run_ids:
+        raise rest.invalid("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_RUN_IDS_PER_REQUEST:
+        raise rest.invalid(
+            f"GetMetricHistoryBulk request cannot specify more than {MAX_RUN_IDS_PER_REQUEST} run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    metric_key = call.arg("metric_key")
+    if metric_key is None:
+        raise rest.invalid("GetMetricHistoryBulk request must specify a metric_key.")
+    text = call.arg("max_results", str(MAX_HISTORY_RESULTS)) or ""
+    try:
+        max_results = min(int(text), MAX_HISTORY_RESULTS)
+    except ValueError:
+        raise rest.invalid(
+            f"Invalid value {text!r} for parameter 'max_results' supplied: not an integer"
+        ) from None
+    for run_id in run_ids:
+        rest.check_run(call.tracking, call.access, run_id, write=False)
+    metrics: list[dict[str, Any]] = []
+    for run_id in sorted(run_ids):
+        history = call.adapter.get_metric_history(run_id, metric_key, max_results=max_results)
+        for metric in sorted(history, key=lambda x: (x.timestamp, x.step, x.value)):
+            metrics.append(
+                {
+                    "key": metric.key,
+                    "value": metric.value,
+                    "timestamp": metric.timestamp,
+                    "step": metric.step,
+                    "run_id": run_id,
+                }
+            )
+    return json.dumps({"metrics": metrics[:max_results]})
+
+
+def search_datasets(call: AjaxCall) -> str:
+    """The dataset summaries of up to 20 experiments (NOT_IMPLEMENTED when the store has none to give)."""
+    message = SearchDatasets()
+    try:
+        parse_dict(call.request_json, message)
+    except Exception as exc:  # protobuf's ParseError: a value that does not fit its field
+        raise rest.invalid(f"Invalid SearchDatasets request: {exc}") from exc
+    experiment_ids = list(message.experiment_ids)
+    if not experiment_ids:
+        raise rest.invalid("SearchDatasets request must specify at least one experiment_id.")
+    if len(experiment_ids) > MAX_EXPERIMENT_IDS_PER_REQUEST:
+        raise rest.invalid(
+            f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_REQUEST} experiment_ids. "
+            f"Received {len(experiment_ids)} experiment_ids."
+        )
+    search = getattr(call.adapter, "_search_datasets", None)
+    if search is None:
+        raise MlflowException(
+            "SearchDatasets is not implemented by airflow-mltrack", error_code=NOT_IMPLEMENTED
+        )
+    response = SearchDatasets.Response()
+    response.dataset_summaries.extend([summary.to_proto() for summary in search(experiment_ids)])
+    return message_to_json(response)
+
+
+#: (method, path relative to the ``/mlflow`` root) -> handler returning the JSON answer.
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk"): get_metric_history_bulk,
+    ("POST", "/ajax-api/2.0/mlflow/experiments/search-datasets"): search_datasets,
+}
+
+__all__ = ["ROUTES", "AjaxCall"]
