@@ -2,9 +2,9 @@
 # The test command: `bash scripts/test.sh [pytest args...]`, from any directory.
 #
 # On a fresh Debian machine (as root) it installs what the tests need from apt: the PostgreSQL server
-# (tests run a throwaway one; see tests/support/pgserver.py), PgBouncer (tests/support/pgbouncer.py) and
-# Chromium (UI tests). Then it creates .venv if missing, installs the package with its test extras, and
-# runs pytest, exiting with its code.
+# (tests run a throwaway one; see tests/support/pgserver.py), PgBouncer (tests/support/pgbouncer.py),
+# Redis (the Celery broker, tests/support/redis.py) and Chromium (UI tests). Then it creates .venv if
+# missing, installs the package with its test extras, and runs pytest, exiting with its code.
 #
 #   MLTRACK_TEST_PG_URL=postgresql://postgres@host:5432/postgres  use that server instead of starting one
 #   MLTRACK_FORCE_INSTALL=1                                         reinstall even if pyproject.toml is unchanged
@@ -35,6 +35,9 @@ fi
 if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
     missing+=(pgbouncer)  # tests/scaling: the store behind PgBouncer in transaction pooling mode
 fi
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+    missing+=(redis-server)  # tests/celery: the Celery broker (tests/support/redis.py)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     SUDO=()
@@ -50,7 +53,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "scripts/test.sh: missing system packages: ${missing[*]}." >&2
         echo "  Install them as root: apt-get install -y ${missing[*]}" >&2
         echo "  (PostgreSQL >= 15 server binaries are needed for the postgres tests, or set MLTRACK_TEST_PG_URL;" >&2
-        echo "   PgBouncer for tests/scaling; Chromium for the browser tests.)" >&2
+        echo "   PgBouncer for tests/scaling; Redis for tests/celery; Chromium for the browser tests.)" >&2
         echo "  Continuing; the tests that need them will say so." >&2
     fi
 fi

@@ -36,3 +36,13 @@ def invalid(message: str) -> MlflowException:
 def missing(message: str) -> MlflowException:
     """A RESOURCE_DOES_NOT_EXIST MlflowException."""
     return MlflowException(message, error_code=RESOURCE_DOES_NOT_EXIST)
+
+
+def run_key(run_id: Any) -> int:
+    """Our experiment id of an MLflow run id; one that is not ours is MLflow's "Run '<id>' not found"."""
+    from airflow_mltrack.mlflow.mapping import experiment_id_of
+
+    try:
+        return experiment_id_of(run_id)
+    except MLTrackError:
+        raise missing(f"Run '{run_id}' not found") from None

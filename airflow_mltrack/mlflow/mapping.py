@@ -22,6 +22,8 @@ TO_OURS = {
     "SCHEDULED": "Pending",
 }
 TO_MLFLOW = {ours: theirs for theirs, ours in TO_OURS.items()}
+#: Our statuses that end a run (they carry an end_time).
+FINAL_STATUSES = frozenset({"Completed", "Failed", "Cancelled"})
 
 #: MLflow's default experiment id ("0"): our project of this name (created on first use).
 DEFAULT_EXPERIMENT_ID = "0"
@@ -54,6 +56,7 @@ _PREFIXES = {
     "inference": "inference",
 }
 _PREFIX = re.compile(r"^([A-Za-z]+)[_/.\-]")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def conn_id_of(uri: str) -> str:
@@ -136,7 +139,25 @@ def millis(value: Any) -> int | None:
         value = dt.datetime(value.year, value.month, value.day)
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return int(value.timestamp() * 1000)
+    return (value - _EPOCH) // dt.timedelta(milliseconds=1)  # exact: no float rounding
+
+
+def as_utc(value: Any) -> dt.datetime:
+    """A stored timestamp (datetime or ISO text; naive = UTC) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def from_millis(field: str, value: Any) -> dt.datetime:
+    """MLflow's ms since the epoch (a metric's ``timestamp``, a run's ``start_time``/``end_time``) as an
+    aware UTC datetime (our ``recorded_at``, ``start_time``, ``end_time``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise MLTrackError(field, value, "must be milliseconds since the epoch (an integer)")
+    try:
+        return _EPOCH + dt.timedelta(milliseconds=int(value))
+    except OverflowError:
+        raise MLTrackError(field, value, "must be milliseconds since the epoch within years 1-9999") from None
 
 
 def link_fields(tags: dict[str, str]) -> dict[str, Any]:

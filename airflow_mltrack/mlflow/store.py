@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from mlflow.entities import (
-    Experiment,
-    ExperimentTag,
     LifecycleStage,
     Metric,
     Param,
@@ -22,20 +20,18 @@ from mlflow.entities import (
     ViewType,
 )
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import (
-    RESOURCE_ALREADY_EXISTS,
-    RESOURCE_DOES_NOT_EXIST,
-)
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME, MLFLOW_USER
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
-from airflow_mltrack.errors import MLTrackError
+from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.exceptions import invalid as _invalid
+from airflow_mltrack.mlflow.exceptions import missing, run_key
 from airflow_mltrack.mlflow.exceptions import mlflow_errors as _mlflow_errors
+from airflow_mltrack.mlflow.store_experiments import ExperimentsMixin
 from airflow_mltrack.mlflow.store_inputs import RunInputsMixin, check_active
 from airflow_mltrack.mlflow.store_models import LoggedModelsMixin
 from airflow_mltrack.store import TrackingStore
@@ -44,8 +40,11 @@ from airflow_mltrack.store.reads.experiment_list import MAX_PAGE, ExperimentFilt
 from airflow_mltrack.store.search import parse_filter
 from airflow_mltrack.vocabulary import PLACEHOLDER_DATA_TYPE, PLACEHOLDER_DATASET, PLACEHOLDER_FRAMEWORK
 
+#: MLflow's order of ``search_runs`` without ``order_by`` (ties: newest first).
+DEFAULT_RUN_ORDER = ("attributes.start_time DESC",)
 
-class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
+
+class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, AbstractStore):
     """MLflow experiments are our projects, MLflow runs our experiments (run_id = our experiment id),
     logged models our models (``m-<model_id>``)."""
 
@@ -54,7 +53,8 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
         self.conn_id = m.conn_id_of(store_uri or "mltrack://")
         self.artifact_uri = artifact_uri
         self._tracking: TrackingStore | None = store
-        #: The DAG ids whose runs ``search_runs`` may return (None: every DAG); set by the REST layer.
+        #: The DAG ids whose runs ``search_runs`` (and whose logged models ``search_logged_models``) may
+        #: return (None: every DAG); set by the REST layer.
         self.visible_dag_ids: Collection[str] | None = None
 
     # -- the store, with the running task as its task link -------------------------------------------
@@ -71,7 +71,15 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
 
     @contextmanager
     def _run(self, run_id: str) -> Iterator[tuple[TrackingStore, int]]:
-        yield self.tracking, m.experiment_id_of(run_id)
+        """(our store, the run's experiment id); a run id that is not ours, or names no experiment, is
+        MLflow's RESOURCE_DOES_NOT_EXIST "Run '<id>' not found"."""
+        experiment_id = run_key(run_id)
+        try:
+            yield self.tracking, experiment_id
+        except NotFoundError as exc:
+            if exc.field == "experiment_id" and exc.value == experiment_id:
+                raise missing(f"Run '{run_id}' not found") from exc
+            raise
 
     def artifact_location(self, project_id: int | str, experiment_id: int | str, sub_path: str = "") -> str:
         """Where a run's (or, with ``sub_path`` ``models/<model_id>``, a logged model's) files go: in a task
@@ -85,78 +93,13 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
         uri = f"{root}/{int(project_id)}/{int(experiment_id)}/artifacts"
         return f"{uri}/{sub_path.strip('/')}" if sub_path.strip("/") else uri
 
-    # -- experiments (our projects) ------------------------------------------------------------------
-    def _project_id(self, experiment_id: Any) -> int:
-        project_id = m.project_id_of(experiment_id)
-        if project_id is None:
-            return self.tracking.ensure_project(m.DEFAULT_PROJECT)
-        return int(self.tracking.get_project(project_id)["project_id"])
-
-    def _experiment(self, project: dict[str, Any]) -> Experiment:
-        tags = self.tracking.tag_values("project", project["project_id"])
-        return Experiment(
-            experiment_id=str(project["project_id"]),
-            name=project["name"],
-            artifact_location=self.artifact_uri or "",
-            lifecycle_stage=LifecycleStage.ACTIVE,
-            tags=[ExperimentTag(k, v or "") for k, v in tags.items()],
-            creation_time=m.millis(project.get("created_at") or project.get("start_date")),
-            last_update_time=m.millis(project.get("updated_at") or project.get("created_at")),
-        )
-
-    @_mlflow_errors
-    def create_experiment(self, name: str, artifact_location: str | None = None, tags: Any = None) -> str:
-        known = {p["name"] for p in self.tracking.list_projects()}
-        if name in known:
-            raise MlflowException(
-                f"Experiment(name={name}) already exists.", error_code=RESOURCE_ALREADY_EXISTS
-            )
-        project_id = self.tracking.ensure_project(name)
-        if tags:
-            self.tracking.set_tags("project", project_id, {t.key: t.value for t in tags})
-        return str(project_id)
-
-    @_mlflow_errors
-    def get_experiment(self, experiment_id: str) -> Experiment:
-        return self._experiment(self.tracking.get_project(self._project_id(experiment_id)))
-
-    @_mlflow_errors
-    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
-        if experiment_name == m.DEFAULT_PROJECT:
-            return self.get_experiment(m.DEFAULT_EXPERIMENT_ID)
-        for project in self.tracking.list_projects():
-            if project["name"] == experiment_name:
-                return self._experiment(project)
-        return None
-
-    @_mlflow_errors
-    def search_experiments(
-        self,
-        view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
-        filter_string: str | None = None,
-        order_by: list[str] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList:
-        """Every project, by name (``filter_string``/``order_by`` are not supported here: refused)."""
-        if filter_string or order_by:
-            raise _invalid("search_experiments: filter_string and order_by are not supported by mltrack://")
-        if view_type == ViewType.DELETED_ONLY:
-            return PagedList([], None)
-        start = int(page_token or 0)
-        projects = self.tracking.list_projects()
-        page = projects[start : start + max_results]
-        token = str(start + max_results) if start + max_results < len(projects) else None
-        return PagedList([self._experiment(p) for p in page], token)
-
-    def delete_experiment(self, experiment_id: str) -> None:
-        raise _invalid("mltrack:// cannot delete experiments (projects are kept; archive them in mltrack)")
-
-    def restore_experiment(self, experiment_id: str) -> None:
-        raise _invalid("mltrack:// cannot restore experiments (they are never deleted)")
-
-    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        raise _invalid("mltrack:// cannot rename experiments (project names are their identity)")
+    def model_location(self, project_id: int | str, logged_id: str) -> str:
+        """The ``artifact_location`` of a logged model no run of ours logged: under its project,
+        ``<root>/<project_id>/models/<model_id>/artifacts`` (``mltrack://<conn_id>/...`` in a task). Lossy: our
+        artifact storage keeps files per run, so nothing can be stored there (the artifact proxy and the
+        ``mltrack`` repository refuse it as not a run's location; docs/mlflow.md)."""
+        root = (self.artifact_uri or f"mltrack://{self.conn_id}").rstrip("/")
+        return f"{root}/{int(project_id)}/models/{logged_id}/artifacts"
 
     # -- runs (our experiments) ----------------------------------------------------------------------
     @_mlflow_errors
@@ -164,7 +107,8 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
         self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: str | None
     ) -> Run:
         store = self.tracking
-        project_id = self._project_id(experiment_id)
+        project_id = int(self._active_project(experiment_id)["project_id"])
+        start = None if start_time is None else m.from_millis("start_time", start_time)
         given = {t.key: t.value for t in tags or []}
         link = m.link_fields(given)
         if not link and store.task_link is not None:  # inside a task without the context provider
@@ -184,6 +128,8 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
             name = m.run_name_for(link) if link else _generate_random_name()
         model_id = store.register_model(project_id, name, framework=PLACEHOLDER_FRAMEWORK)
         dataset_id = store.register_dataset(project_id, PLACEHOLDER_DATASET, data_type=PLACEHOLDER_DATA_TYPE)
+        if start is not None:  # the client's clock, as MLflow keeps it (a resumed run keeps its first)
+            link["start_time"] = start
         run = store.create_experiment(project_id, name, model_id, dataset_id, status="Running", **link)
         found = store.get_experiment(run)
         if found["deleted_at"] is not None:  # the task runs again: its run is back
@@ -236,15 +182,27 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
     def update_run_info(
         self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None
     ) -> Any:
+        """The status move (and, for a final status, the client's ``end_time``, not before the run's start)."""
         with self._run(run_id) as (store, experiment_id):
-            status = RunStatus.to_string(run_status) if isinstance(run_status, int) else str(run_status)
-            ours = m.TO_OURS.get(status)
-            if ours is None:
-                raise _invalid(f"run_status {status!r} is not one of {', '.join(m.TO_OURS)}")
-            current = store.get_experiment(experiment_id)["status"]
+            row = store.get_experiment(experiment_id)
+            check_active(row, run_id)
+            current = row["status"]
+            ours = current
+            if run_status is not None:
+                status = RunStatus.to_string(run_status) if isinstance(run_status, int) else str(run_status)
+                ours = m.TO_OURS.get(status)
+                if ours is None:
+                    raise _invalid(f"run_status {status!r} is not one of {', '.join(m.TO_OURS)}")
+            end = None
+            if end_time is not None and ours in m.FINAL_STATUSES:
+                end = m.from_millis("end_time", end_time)
+                if end < m.as_utc(row["start_time"]):
+                    raise _invalid(
+                        f"end_time {end_time} is before the run's start_time {m.millis(row['start_time'])}"
+                    )
             owned = os.environ.get(m.TASK_RUN_ENV) == str(experiment_id)  # @task.mltrack's run
-            if current != ours and not (owned and ours != "Running"):
-                store.set_status(experiment_id, ours)
+            if (current != ours or end is not None) and not (owned and ours != "Running"):
+                store.set_status(experiment_id, ours, end_time=end)
             if run_name:
                 store.set_tag("experiment", experiment_id, MLFLOW_RUN_NAME, run_name)
         return self.get_run(run_id).info
@@ -278,23 +236,32 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
             check_active(row, run_id)
             if row["status"] in ("Completed", "Cancelled"):
                 raise _invalid(f"The run {run_id} must be in the 'active' state; it is {row['status']}")
+            batch: list[MetricRow] = []
+            by_model: dict[int, list[dict[str, Any]]] = {}
+            if metrics:  # checked (times, model ids) before anything is written
+                known = store.tag_values("experiment", experiment_id)
+                default = next((t.value for t in tags if t.key == m.DEFAULT_SPLIT_TAG), None)
+                default = default or known.get(m.DEFAULT_SPLIT_TAG)
+                batch = [
+                    MetricRow(
+                        x.key,
+                        float(x.value),
+                        int(x.step or 0),
+                        m.split_of(x.key, default),
+                        None if x.timestamp is None else m.from_millis("timestamp", x.timestamp),
+                    )
+                    for x in metrics
+                ]
+                by_model = self._metric_models(store, metrics)
             if params:
                 self._log_params(store, experiment_id, row.get("hyperparameters") or {}, params)
             if tags:
                 values = {t.key: t.value for t in tags if t.key not in m.LINK_TAGS}
                 store.set_tags("experiment", experiment_id, values)
-            if metrics:
-                known = store.tag_values("experiment", experiment_id)
-                default = next((t.value for t in tags if t.key == m.DEFAULT_SPLIT_TAG), None)
-                default = default or known.get(m.DEFAULT_SPLIT_TAG)
-                batch = [
-                    MetricRow(x.key, float(x.value), int(x.step or 0), m.split_of(x.key, default))
-                    for x in metrics
-                ]
-                by_model = self._metric_models(store, metrics)
+            if batch:
                 store.log_metric_rows(experiment_id, dedupe(batch))
-                for model_id, names in by_model.items():
-                    self._link_model_metrics(store, model_id, experiment_id, names)
+                for model_id, entries in by_model.items():
+                    self._link_model_metrics(store, model_id, experiment_id, entries)
 
     @staticmethod
     def _log_params(store: TrackingStore, experiment_id: int, current: dict[str, Any], params: Any) -> None:
@@ -315,6 +282,7 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
     @_mlflow_errors
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._run(run_id) as (store, experiment_id):
+            check_active(store.get_experiment(experiment_id), run_id)
             if not store.delete_tag("experiment", experiment_id, key):
                 raise MlflowException(
                     f"No tag with name: {key} in run with id {run_id}", error_code=RESOURCE_DOES_NOT_EXIST
@@ -331,6 +299,8 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
             Metric(metric_key, p["value"], m.millis(p.get("recorded_at")) or 0, p["step"] or 0)
             for p in points
         ]
+        if not str(page_token or 0).isdigit():
+            raise _invalid(f"Invalid page token: {page_token!r}")
         start = int(page_token or 0)
         if max_results is None:
             return PagedList(history[start:], None)
@@ -364,7 +334,7 @@ class MLTrackMlflowStore(LoggedModelsMixin, RunInputsMixin, AbstractStore):
         limit = max(1, min(int(max_results), MAX_PAGE))
         where = ExperimentFilter(
             search=search,
-            order_by=tuple(order_by or ()),
+            order_by=tuple(order_by or DEFAULT_RUN_ORDER),
             limit=limit,
             offset=offset,
             order="desc",

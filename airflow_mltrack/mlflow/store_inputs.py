@@ -22,7 +22,7 @@ from mlflow.entities import (
 )
 
 from airflow_mltrack.mlflow import mapping as m
-from airflow_mltrack.mlflow.exceptions import invalid, mlflow_errors
+from airflow_mltrack.mlflow.exceptions import invalid, mlflow_errors, run_key
 from airflow_mltrack.store.tags import MAX_TAG_VALUE_LEN
 from airflow_mltrack.vocabulary import PLACEHOLDER_DATASET, PLACEHOLDER_FRAMEWORK
 
@@ -44,7 +44,7 @@ class RunInputsMixin:
     @mlflow_errors
     def log_inputs(self, run_id: str, datasets: Any = None, models: Any = None) -> None:
         store = self.tracking
-        experiment_id = m.experiment_id_of(run_id)
+        experiment_id = run_key(run_id)
         row = store.get_experiment(experiment_id)
         check_active(row, run_id)
         tags = store.tag_values("experiment", experiment_id)
@@ -105,7 +105,7 @@ class RunInputsMixin:
     @mlflow_errors
     def log_outputs(self, run_id: str, models: Any) -> None:
         store = self.tracking
-        experiment_id = m.experiment_id_of(run_id)
+        experiment_id = run_key(run_id)
         row = store.get_experiment(experiment_id)
         check_active(row, run_id)
         entries = m.json_list(store.tag_values("experiment", experiment_id).get(m.MODEL_OUTPUTS_TAG))

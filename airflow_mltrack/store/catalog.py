@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import ProjectRef, StoreBase, rows
+from airflow_mltrack.store.base import ProjectRef, StoreBase, rows, utcnow
 from airflow_mltrack.store.models import (
     DATA_TYPES,
     NAME_LEN,
     PROJECT_STATUSES,
     VERSION_LEN,
 )
-from airflow_mltrack.store.tables import datasets, models, projects
+from airflow_mltrack.store.tables import datasets, experiments, models, projects
 
 DATASET_FIELDS = frozenset({"description", "source_url", "size_bytes", "num_records"})
 
@@ -100,6 +100,54 @@ class CatalogStore(StoreBase):
     def list_projects(self) -> list[dict[str, Any]]:
         with self.read() as conn:
             return rows(conn.execute(select(projects).order_by(projects.c.name)))
+
+    def rename_project(self, project_id: int, name: str) -> None:
+        """Give a project another name (unique: a name another project has is refused)."""
+        project_id = v.entity_id("project_id", project_id)
+        new_name = v.name("name", name, NAME_LEN)
+        with self.write() as conn:
+            self._require(conn, projects, "project_id", project_id, "project_id")
+            taken = conn.execute(
+                select(projects.c.project_id).where(
+                    projects.c.name == new_name, projects.c.project_id != project_id
+                )
+            ).first()
+            if taken is not None:
+                raise MLTrackError("name", new_name, f"project {taken.project_id} has this name")
+            conn.execute(
+                update(projects)
+                .where(projects.c.project_id == project_id)
+                .values(name=new_name, updated_at=utcnow())
+            )
+
+    def set_project_deleted(self, project_id: int, deleted: bool) -> None:
+        """MLflow's delete_experiment: mark the project deleted (``deleted_at`` now) and, with the same
+        time, those of its experiments not deleted yet; restore: clear the mark and restore the experiments
+        deleted with it (those deleted on their own before stay deleted). The rows stay. Idempotent."""
+        project_id = v.entity_id("project_id", project_id)
+        with self.write() as conn:
+            row = self._require(conn, projects, "project_id", project_id, "project_id")
+            if (row.deleted_at is not None) == bool(deleted):
+                return
+            now = utcnow()
+            owned = experiments.c.project_id == project_id
+            if deleted:
+                conn.execute(
+                    update(experiments)
+                    .where(owned, experiments.c.deleted_at.is_(None))
+                    .values(deleted_at=now, updated_at=now)
+                )
+            else:
+                conn.execute(
+                    update(experiments)
+                    .where(owned, experiments.c.deleted_at == row.deleted_at)
+                    .values(deleted_at=None, updated_at=now)
+                )
+            conn.execute(
+                update(projects)
+                .where(projects.c.project_id == project_id)
+                .values(deleted_at=now if deleted else None, updated_at=now)
+            )
 
     # -- datasets ---------------------------------------------------------------------------------
     def register_dataset(

@@ -32,7 +32,7 @@ TERMINAL = frozenset({"Completed", "Failed", "Cancelled"})
 # Statuses whose move keeps the reason given with it in ``error`` (Failed: the error; Cancelled: why).
 WITH_REASON = frozenset({"Failed", "Cancelled"})
 _LINK_FIELDS = ("dag_id", "run_id", "task_id", "map_index", "try_number")
-_EXPERIMENT_FIELDS = {"description", "code_version", "notes", "status", *_LINK_FIELDS}
+_EXPERIMENT_FIELDS = {"description", "code_version", "notes", "status", "start_time", *_LINK_FIELDS}
 
 
 def airflow_link(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,9 +74,11 @@ class ExperimentStore(StoreBase):
     ) -> int:
         """Create an experiment, or find the one the same Airflow task instance created before.
 
-        Fields: description, code_version, notes, status (default Pending), tags, and the Airflow link
-        dag_id, run_id, task_id, map_index, try_number. With a dag_id the call is idempotent: retries
-        and cleared tasks return the same id (hyperparameters are merged, try_number updated).
+        Fields: description, code_version, notes, status (default Pending), tags, start_time (a datetime
+        the client measured, MLflow's ``create_run(start_time=)``; default: the database clock), and the
+        Airflow link dag_id, run_id, task_id, map_index, try_number. With a dag_id the call is idempotent:
+        retries and cleared tasks return the same id (hyperparameters are merged, try_number updated; the
+        first start_time is kept).
         """
         name_ = v.name("name", name, NAME_LEN)
         model_id = v.entity_id("model_id", model_id)
@@ -102,7 +104,9 @@ class ExperimentStore(StoreBase):
             "status": v.choice("status", fields.get("status", "Pending"), EXPERIMENT_STATUSES),
             **link,
         }
-        if not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
+        if fields.get("start_time") is not None:
+            values["start_time"] = as_utc("start_time", fields["start_time"])
+        elif not self.is_postgres:  # PostgreSQL: the server default (its clock, as end_time's)
             values["start_time"] = utcnow()
         creator = link_of(link) or self.task_link
         with self.write() as conn:
@@ -183,25 +187,38 @@ class ExperimentStore(StoreBase):
         return int(project_id)
 
     # -- status -------------------------------------------------------------------------------------
-    def set_status(self, experiment_id: int, status: str, error: str | None = None) -> str:
+    def set_status(
+        self,
+        experiment_id: int,
+        status: str,
+        error: str | None = None,
+        end_time: dt.datetime | None = None,
+    ) -> str:
         """Move an experiment to ``status`` (the ``TRANSITIONS`` rules); returns the previous status.
 
         ``error`` is kept with a move to Failed (the error) or Cancelled (the reason). Setting the status
         it already has is a no-op that keeps the stored error (the error of the move that won), so retried
-        tasks and listeners are safe. ``end_time`` comes from the clock ``start_time`` came from.
+        tasks and listeners are safe. ``end_time`` comes from the clock ``start_time`` came from, unless
+        given (a time the client measured, MLflow's ``set_terminated(end_time=)``): then it must not be
+        before ``start_time`` and is also written when the status already is that final one.
         """
         experiment_id = v.entity_id("experiment_id", experiment_id)
         status = v.choice("status", status, EXPERIMENT_STATUSES)
         error = self._error_text(error)
+        given_end = None if end_time is None else as_utc("end_time", end_time)
+        if given_end is not None and status not in TERMINAL:
+            raise MLTrackError("end_time", end_time, f"only a final status has an end time, not {status}")
         allowed_from = [s for s, targets in TRANSITIONS.items() if status in targets]
         values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
         if status in TERMINAL:
-            values["end_time"] = self._now_column()
+            values["end_time"] = self._now_column() if given_end is None else given_end
             values["error"] = error if status in WITH_REASON else None
         else:  # Running (first start, or a cleared task re-running after Failed)
             values["end_time"] = None
             values["error"] = None
         with self.write() as conn:
+            if given_end is not None:
+                self._check_end(conn, experiment_id, given_end)
             if self.is_postgres:  # (SQLite's RETURNING cannot name the FROM subquery; it has one writer)
                 # The usual move in one statement: lock the row, check the rule, update, return the old status.
                 old = (
@@ -228,6 +245,12 @@ class ExperimentStore(StoreBase):
             if current is None:
                 raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
             if current == status:  # a no-op: the stored error stays the one of the move that won
+                if given_end is not None:  # ... but a given end time is the client's word
+                    conn.execute(
+                        update(experiments)
+                        .where(experiments.c.experiment_id == experiment_id)
+                        .values(end_time=given_end, updated_at=utcnow())
+                    )
                 self._note_writer(conn, experiment_id, start=False)
                 return current
             result = conn.execute(
@@ -244,6 +267,19 @@ class ExperimentStore(StoreBase):
                 )
             self._note_writer(conn, experiment_id, start=False)
             return current
+
+    @staticmethod
+    def _check_end(conn: Connection, experiment_id: int, end_time: dt.datetime) -> None:
+        """A given end time must not be before the experiment's start (``ck_experiments_times``)."""
+        start = conn.execute(
+            select(experiments.c.start_time).where(experiments.c.experiment_id == experiment_id)
+        ).scalar_one_or_none()
+        if start is None:
+            raise NotFoundError("experiment_id", experiment_id, "no experiment with this id")
+        if end_time < as_utc("start_time", start):
+            raise MLTrackError(
+                "end_time", end_time.isoformat(), f"is before the experiment's start_time {start.isoformat()}"
+            )
 
     def log_hyperparameters(self, experiment_id: int, hyperparameters: Mapping[str, Any] | str) -> None:
         """Merge ``hyperparameters`` into the experiment's (new keys win)."""

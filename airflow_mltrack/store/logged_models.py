@@ -21,6 +21,7 @@ from airflow_mltrack.store.base import ProjectRef, StoreBase, rows, utcnow
 from airflow_mltrack.store.models import MODEL_STATUSES, NAME_LEN, TAG_NAME_LEN
 from airflow_mltrack.store.tables import datasets, experiments, models, tag_assignments, tags
 from airflow_mltrack.store.tags import MAX_TAGS_PER_SET, tag_value
+from airflow_mltrack.store.visibility import readable
 
 #: The version of a logged model: this prefix and its model id (``m-17``), MLflow's logged model id too.
 LOGGED_VERSION_PREFIX = "m-"
@@ -157,12 +158,14 @@ class LoggedModelStore(StoreBase):
         source_experiment_id: int | None = None,
         exclude_framework: str | None = None,
         include_deleted: bool = False,
+        visible_dag_ids: Collection[str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Models of ``project_ids`` (newest first), optionally only these names / statuses / the ones one
         experiment logged, none of framework ``exclude_framework`` (the placeholders); deleted ones only with
-        ``include_deleted``."""
+        ``include_deleted``; with ``visible_dag_ids``, not those logged by an experiment of another DAG
+        (docs/architecture.md, "Visibility")."""
         limit = v.integer("limit", limit, minimum=1) or 1
         if limit > MAX_MODEL_PAGE:
             raise MLTrackError("limit", limit, f"must be at most {MAX_MODEL_PAGE}")
@@ -182,6 +185,12 @@ class LoggedModelStore(StoreBase):
             query = query.where(models.c.framework != exclude_framework)
         if not include_deleted:
             query = query.where(models.c.deleted_at.is_(None))
+        visible = readable(experiments.c.dag_id, visible_dag_ids)
+        if visible is not None:
+            source = models.c.source_experiment_id
+            query = query.where(
+                source.is_(None) | source.in_(select(experiments.c.experiment_id).where(visible))
+            )
         query = query.order_by(models.c.model_id.desc()).limit(limit).offset(offset)
         with self.read() as conn:
             return rows(conn.execute(query))

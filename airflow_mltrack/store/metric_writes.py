@@ -27,21 +27,21 @@ from airflow_mltrack.store.tables import metric_latest, metrics
 LATEST_CHUNK = 500  # metric keys per metric_latest refresh statement (2 bind parameters each)
 
 COPY_THRESHOLD = 500
+# (Its name changed with its columns: a server session behind PgBouncer may still hold the older table.)
 _STAGE_DDL = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS mltrack_metric_stage "
+    "CREATE TEMPORARY TABLE IF NOT EXISTS mltrack_metric_stage_at "
     "(experiment_id integer, name varchar(100), value double precision, step integer, "
-    "evaluation_set varchar(50)) ON COMMIT DELETE ROWS"
+    "evaluation_set varchar(50), recorded_at timestamptz) ON COMMIT DELETE ROWS"
 )
-_STAGE_COPY = (
-    "COPY mltrack_metric_stage (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
-)
-_METRICS_COPY = "COPY metrics (experiment_id, name, value, step, evaluation_set) FROM STDIN (FORMAT BINARY)"
+_COLUMNS = "(experiment_id, name, value, step, evaluation_set, recorded_at) FROM STDIN (FORMAT BINARY)"
+_STAGE_COPY = f"COPY mltrack_metric_stage_at {_COLUMNS}"
+_METRICS_COPY = f"COPY metrics {_COLUMNS}"
 # Merge the staged rows in key order; answer the keys where a stored row was replaced (xmax <> 0 on the
 # row an INSERT .. ON CONFLICT DO UPDATE returns means it updated rather than inserted).
 _STAGE_MERGE = (
     "WITH written AS ("
     "INSERT INTO metrics (experiment_id, name, value, step, evaluation_set, recorded_at) "
-    "SELECT experiment_id, name, value, step, evaluation_set, now() FROM mltrack_metric_stage "
+    "SELECT experiment_id, name, value, step, evaluation_set, recorded_at FROM mltrack_metric_stage_at "
     "ORDER BY experiment_id, name, evaluation_set, step NULLS FIRST "
     "ON CONFLICT ON CONSTRAINT uq_metric_experiment_name_step_evalset "
     "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at "
@@ -49,12 +49,14 @@ _STAGE_MERGE = (
     "SELECT name, evaluation_set FROM written GROUP BY name, evaluation_set HAVING bool_or(replaced) "
     "ORDER BY name, evaluation_set"
 )
-# Small batches on PostgreSQL: the rows travel as arrays, unnested in key order (the order of the batch).
+# Small batches on PostgreSQL: the rows travel as arrays, unnested in key order (the order of the batch);
+# a row without its own time (``recorded_at``) gets the batch's.
 _PG_UPSERT = text(
     "INSERT INTO metrics (experiment_id, name, value, step, evaluation_set, recorded_at) "
-    "SELECT :experiment_id, u.name, u.value, u.step, u.evaluation_set, :now "
+    "SELECT :experiment_id, u.name, u.value, u.step, u.evaluation_set, COALESCE(u.recorded_at, :now) "
     "FROM unnest(CAST(:names AS varchar[]), CAST(:values AS float8[]), CAST(:steps AS integer[]), "
-    "CAST(:splits AS varchar[])) WITH ORDINALITY AS u (name, value, step, evaluation_set, i) ORDER BY u.i "
+    "CAST(:splits AS varchar[]), CAST(:stamps AS timestamptz[])) "
+    "WITH ORDINALITY AS u (name, value, step, evaluation_set, recorded_at, i) ORDER BY u.i "
     "ON CONFLICT ON CONSTRAINT uq_metric_experiment_name_step_evalset "
     "DO UPDATE SET value = EXCLUDED.value, recorded_at = EXCLUDED.recorded_at "
     "RETURNING name, evaluation_set, xmax <> 0"
@@ -62,11 +64,12 @@ _PG_UPSERT = text(
 
 
 def _copy_rows(cur: Any, statement: str, experiment_id: int, batch: Sequence[MetricRow]) -> None:
+    now = utcnow()  # the time of a row without its own (``recorded_at``)
     with cur.copy(statement) as copy:
-        copy.set_types(["int4", "varchar", "float8", "int4", "varchar"])
+        copy.set_types(["int4", "varchar", "float8", "int4", "varchar", "timestamptz"])
         write = copy.write_row
         for r in batch:
-            write((experiment_id, r.name, r.value, r.step, r.evaluation_set))
+            write((experiment_id, r.name, r.value, r.step, r.evaluation_set, r.recorded_at or now))
 
 
 def sqlite_value(value: float, nan: str | None) -> float | str | None:
@@ -105,6 +108,7 @@ def pg_upsert(conn: Connection, experiment_id: int, batch: Sequence[MetricRow]) 
             "values": [r.value for r in batch],
             "steps": [r.step for r in batch],
             "splits": [r.evaluation_set for r in batch],
+            "stamps": [r.recorded_at for r in batch],
         },
     )
     return sorted({(name, split) for name, split, replaced in result if replaced})
@@ -182,7 +186,7 @@ def sqlite_write(
             "value": sqlite_value(r.value, nan),
             "step": r.step,
             "evaluation_set": r.evaluation_set,
-            "recorded_at": now,
+            "recorded_at": r.recorded_at or now,
         }
         for r in batch
     ]

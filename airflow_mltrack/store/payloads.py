@@ -8,6 +8,7 @@ of :data:`NON_FINITE` (``"NaN"``, ``"Infinity"``, ``"-Infinity"``): how strict J
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from itertools import groupby
@@ -25,12 +26,14 @@ _MISSING: Any = object()
 
 
 class MetricRow(NamedTuple):
-    """One metric value: the unique key is (name, step, evaluation_set) within an experiment."""
+    """One metric value: the unique key is (name, step, evaluation_set) within an experiment.
+    ``recorded_at``: when it was measured (MLflow's metric ``timestamp``); None: the time of the write."""
 
     name: str
     value: float
     step: int | None
     evaluation_set: str
+    recorded_at: dt.datetime | None = None
 
 
 def parse_metrics(
@@ -151,7 +154,7 @@ def _rows(field: str, payload: Sequence[Any], default_set: str, default_step: in
                 and (step is None or (type(step) is int and 0 <= step <= MAX_STEP))
             ):
                 step = default_step if step is None else step
-                append(_new_row(MetricRow, (metric, float(value), step, split)))
+                append(_new_row(MetricRow, (metric, float(value), step, split, None)))
                 continue
         parsed = _row(f"{field}[{i}]", row, default_set, default_step)
         names[row["name"]] = parsed.name

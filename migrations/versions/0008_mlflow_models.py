@@ -2,6 +2,8 @@
 
 - ``experiments.deleted_at`` TIMESTAMP NULL: set by MLflow's ``delete_run``, cleared by ``restore_run``. The row
   stays (MLflow calls never delete ours); the experiments list hides deleted ones by default.
+- ``projects.deleted_at`` TIMESTAMP NULL: set by MLflow's ``delete_experiment`` (with the ``deleted_at`` of its
+  experiments that were not deleted yet), cleared by ``restore_experiment``; the row stays.
 - ``tags.name`` VARCHAR(100) -> VARCHAR(250): MLflow's ``MAX_TAG_KEY_LENGTH``, so every tag key its client
   accepts is stored.
 - ``models``: what a logged model adds. ``status`` VARCHAR(20) NOT NULL DEFAULT 'Ready' (Pending, Ready,
@@ -11,10 +13,10 @@
   ``delete_logged_model``).
 
 On SQLite ``models`` and ``tags`` are rebuilt by batch mode (neither has a partial index a rebuild could lose;
-``env.py`` turns foreign keys off meanwhile); ``experiments`` only gets a column added in place.
+``env.py`` turns foreign keys off meanwhile); ``experiments`` and ``projects`` only get a column added in place.
 
-The downgrade drops the columns: deleted runs are visible again, logged models lose their status, params and
-source run. Tag names longer than 100 characters cannot be kept in VARCHAR(100): those tags (and their
+The downgrade drops the columns: deleted runs and MLflow experiments are visible again, logged models lose
+their status, params and source run. Tag names longer than 100 characters cannot be kept in VARCHAR(100): those tags (and their
 assignments) are deleted first.
 
 Revision ID: 0008
@@ -43,6 +45,7 @@ TAG_NAME_LEN = 250
 
 def upgrade() -> None:
     op.add_column("experiments", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("projects", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("tags") as batch:
         batch.alter_column(
             "name",
@@ -85,4 +88,5 @@ def downgrade() -> None:
             type_=sa.String(OLD_TAG_NAME_LEN),
             existing_nullable=False,
         )
+    op.drop_column("projects", "deleted_at")
     op.drop_column("experiments", "deleted_at")

@@ -113,9 +113,8 @@ def test_search_logged_models_filters(mlflow_uri):
             lambda c, e, r, mid: c.search_logged_models([e], filter_string="status = 'DONE'"),
             "INVALID_PARAMETER_VALUE",
         ),
-        # a logged model's files live with the run that logged it: no run, refused
         (
-            lambda c, e, r, mid: c._tracking_client.store.create_logged_model(e, "x"),
+            lambda c, e, r, mid: c.search_logged_models([e], datasets=[{"dataset_digest": "d"}]),
             "INVALID_PARAMETER_VALUE",
         ),
         (lambda c, e, r, mid: c.delete_logged_model_tag(mid, "missing"), "RESOURCE_DOES_NOT_EXIST"),

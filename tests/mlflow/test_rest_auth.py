@@ -180,8 +180,8 @@ def test_protocol_errors_are_mlflow_shaped(rest):
         nul = http.get(f"{API}/runs/get", params={"run_id": "1\x00"})
         assert _error(nul) == (400, "INVALID_PARAMETER_VALUE")
         run_ids = http.get(f"{API}/runs/get", params={"run_id": "not-a-run"})
-        assert (
-            _error(run_ids) == (400, "INVALID_PARAMETER_VALUE") and "not-a-run" in run_ids.json()["message"]
+        assert (  # as MLflow answers a run id it does not know: "Run 'not-a-run' not found"
+            _error(run_ids) == (404, "RESOURCE_DOES_NOT_EXIST") and "not-a-run" in run_ids.json()["message"]
         )
         too_many = http.post(f"{API}/runs/search", json={"experiment_ids": ["1"], "max_results": 50001})
         assert _error(too_many) == (400, "INVALID_PARAMETER_VALUE")

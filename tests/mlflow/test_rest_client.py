@@ -86,7 +86,7 @@ def test_client_experiments(rest):
     page = client.search_experiments(max_results=1)
     assert len(page) == 1 and page.token
     rest_of_them = client.search_experiments(max_results=10, page_token=page.token)
-    assert {e.name for e in page} | {e.name for e in rest_of_them} == {"vision", "audio"}
+    assert {e.name for e in page} | {e.name for e in rest_of_them} == {"vision", "audio", "Default"}
     with pytest.raises(MlflowException) as exc:
         client.create_experiment("vision")
     assert _code(exc) == "RESOURCE_ALREADY_EXISTS"
@@ -94,8 +94,8 @@ def test_client_experiments(rest):
         client.get_experiment("987654")
     assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
     with pytest.raises(MlflowException) as exc:
-        client.rename_experiment(exp_id, "renamed")  # the store refuses: projects keep their names
-    assert _code(exc) == "INVALID_PARAMETER_VALUE"
+        client.rename_experiment(exp_id, "audio")  # project names are unique
+    assert _code(exc) == "RESOURCE_ALREADY_EXISTS"
 
 
 def test_client_runs_log_and_read(rest):

@@ -100,7 +100,7 @@ def test_search_runs_filter_and_order(mlflow_uri):
     "call, code",
     [
         (lambda c, r: c.get_run("999999"), "RESOURCE_DOES_NOT_EXIST"),
-        (lambda c, r: c.get_run("not-a-run"), "INVALID_PARAMETER_VALUE"),
+        (lambda c, r: c.get_run("not-a-run"), "RESOURCE_DOES_NOT_EXIST"),  # as MLflow: "Run '..' not found"
         (lambda c, r: c.get_experiment("424242"), "RESOURCE_DOES_NOT_EXIST"),
         (lambda c, r: c.log_param(r, "lr", "0.2"), "INVALID_PARAMETER_VALUE"),  # params are write-once
         (lambda c, r: c.search_runs(["1"], filter_string="metrics.acc >>> 1"), "INVALID_PARAMETER_VALUE"),

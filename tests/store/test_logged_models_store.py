@@ -41,12 +41,14 @@ def test_revision_0008_both_ways(empty_db_url: str):
     new.set_tag("experiment", experiment, long_name, "long")
     logged = new.create_logged_model("churn", "model", "sklearn", source_experiment_id=experiment)
     new.set_experiment_deleted(experiment, True)
+    new.set_project_deleted(new.get_project("churn")["project_id"], True)
 
     migrations.downgrade(empty_db_url, "0007")
     inspector = sa.inspect(get_engine(empty_db_url))
     model_columns = {c["name"] for c in inspector.get_columns("models")}
     assert not {"status", "source_experiment_id", "params", "deleted_at"} & model_columns
     assert "deleted_at" not in {c["name"] for c in inspector.get_columns("experiments")}
+    assert "deleted_at" not in {c["name"] for c in inspector.get_columns("projects")}
     assert {fk["name"] for fk in inspector.get_foreign_keys("models")} == {"fk_model_project"}
     assert "uq_model_project_name_version" in {u["name"] for u in inspector.get_unique_constraints("models")}
     assert old.tag_values("experiment", experiment) == {"short": "kept"}  # the long name is gone
@@ -144,3 +146,49 @@ def test_link_experiment_and_soft_delete(store: TrackingStore):
     assert caught.value.field == "lifecycle"
     store.set_experiment_deleted(experiment, False)
     assert [i["experiment_id"] for i in experiment_page(store, ExperimentFilter())["items"]] == [experiment]
+
+
+def test_projects_deleted_renamed_and_client_times(store: TrackingStore):
+    """MLflow's experiment lifecycle on projects, client start/end times, model visibility by source DAG."""
+    import datetime as dt
+
+    dataset, model, experiment = _catalog(store)
+    project = store.get_project("churn")["project_id"]
+    alone = store.create_experiment("churn", "alone", model, dataset, status="Running")
+    store.set_experiment_deleted(alone, True)
+    store.set_project_deleted(project, True)
+    assert store.get_project(project)["deleted_at"] is not None
+    assert store.get_experiment(experiment)["deleted_at"] is not None
+    store.set_project_deleted(project, False)
+    assert store.get_project(project)["deleted_at"] is None
+    assert store.get_experiment(experiment)["deleted_at"] is None
+    assert store.get_experiment(alone)["deleted_at"] is not None  # deleted on its own before: stays
+
+    store.ensure_project("other")
+    with pytest.raises(MLTrackError, match="has this name"):
+        store.rename_project(project, "other")
+    store.rename_project(project, "churn-v2")
+    assert store.get_project(project)["name"] == "churn-v2"
+
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    timed = store.create_experiment(project, "timed", model, dataset, status="Running", start_time=start)
+    with pytest.raises(MLTrackError, match="end_time"):
+        store.set_status(timed, "Completed", end_time=start - dt.timedelta(seconds=1))
+    assert store.get_experiment(timed)["status"] == "Running"  # nothing written
+    store.set_status(timed, "Completed", end_time=start + dt.timedelta(hours=1))
+    store.set_status(timed, "Completed", end_time=start + dt.timedelta(hours=2))  # the client's word again
+    row = store.get_experiment(timed)
+    ends = [row["start_time"], row["end_time"]]
+    assert [x.replace(tzinfo=dt.UTC) if x.tzinfo is None else x for x in ends] == [
+        start,
+        start + dt.timedelta(hours=2),
+    ]
+
+    linked = store.create_experiment(
+        project, "dag", model, dataset, dag_id="dag_b", run_id="r", task_id="t", status="Running"
+    )
+    theirs = store.create_logged_model(project, "theirs", "sklearn", source_experiment_id=linked)
+    free = store.create_logged_model(project, "free", "sklearn")
+    found = lambda visible: [r["model_id"] for r in store.find_models([project], visible_dag_ids=visible)]  # noqa: E731
+    assert theirs in found(None) and free in found(None)
+    assert theirs not in found({"dag_a"}) and free in found({"dag_a"})

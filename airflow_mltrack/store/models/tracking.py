@@ -53,6 +53,8 @@ class Project(TimestampMixin, Base):
     start_date: Mapped[dt.date] = mapped_column(Date, nullable=False, server_default=text("CURRENT_DATE"))
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(50), nullable=False, server_default="Active")
+    # MLflow's delete_experiment sets it, restore_experiment clears it (revision 0008).
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("name", name="projects_name_key"),
