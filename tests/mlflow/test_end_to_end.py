@@ -112,5 +112,7 @@ def test_one_mlflow_script_in_a_dag_and_from_outside(tracking_pg, tmp_path):
             assert page.status_code == 200, page.text[:500]
             for shown in ("val_accuracy", "growth", "notes/summary.txt", "MLmodel"):
                 assert shown in page.text, (shown, experiment_id)
-        anonymous = httpx.get(f"{base}/mltrack/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=iris")
+        anonymous = httpx.get(
+            f"{base}/mltrack/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=iris"
+        )
         assert anonymous.status_code == 401
