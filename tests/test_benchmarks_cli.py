@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLAGS: dict[str, tuple[str, ...]] = {
     "ingest_bench": ("--rows", "--rounds", "--batch-rows", "--json"),
     "task_bench": ("--tasks", "--json"),
+    "pgbouncer_bench": ("--tasks", "--points", "--pool-size", "--json"),
+    "celery_bench": ("--tasks", "--points", "--concurrency", "--pause", "--no-kill", "--json"),
     "backfill_bench": ("--days", "--metrics", "--skip-postgres", "--json"),
     "ui_bench": ("--experiments", "--metrics", "--repeat", "--explain", "--growth", "--json"),
     "partition_bench": (
@@ -43,6 +45,29 @@ FLAGS: dict[str, tuple[str, ...]] = {
         "--grow-from",
         "--repeat",
         "--quick",
+        "--venv",
+        "--json",
+    ),
+    # not a *_bench: MLflow's own REST tests against our endpoint (benchmarks/mlflow_compat.py)
+    "mlflow_compat": (
+        "--target",
+        "--backend",
+        "--mlflow-tests",
+        "--mlflow-version",
+        "--selection-only",
+        "--timeout",
+        "--venv",
+        "--json",
+    ),
+    "mlflow_rest_bench": (
+        "--runs",
+        "--clients",
+        "--seconds",
+        "--rounds",
+        "--repeat",
+        "--workers",
+        "--quick",
+        "--mlflow-both",
         "--venv",
         "--json",
     ),
@@ -94,7 +119,7 @@ def test_benchmarks_are_a_package_without_path_hacks() -> None:
     module reaching into ``sys.path`` to import its siblings or the test support."""
     folder = ROOT / "benchmarks"
     assert (folder / "__init__.py").is_file()
-    assert {p.stem for p in folder.glob("*_bench.py")} == set(FLAGS)
+    assert {p.stem for p in folder.glob("*_bench.py")} | {"mlflow_compat"} == set(FLAGS)
     offenders = [
         p.name for p in sorted(folder.glob("*.py")) if re.search(r"sys\.path\.(insert|append)", p.read_text())
     ]
@@ -131,3 +156,45 @@ def test_task_bench_runs_end_to_end(tmp_path: Path) -> None:
     if "postgresql_parent_dir" in data["machine"] and data["machine"]["postgresql_parent_dir"]:
         for site, entry in data["results"]["PostgreSQL"].items():
             assert entry["round_trips"] >= entry["statements"], site
+
+
+def test_mlflow_compat_refuses_a_tests_dir_without_the_test_file(tmp_path: Path) -> None:
+    """A wrong ``--mlflow-tests`` is named with its value before anything is installed or started."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.mlflow_compat", "--mlflow-tests", str(tmp_path)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        f"argument --mlflow-tests: '{tmp_path}' holds no tests/tracking/test_rest_tracking.py"
+        in result.stderr
+    )
+
+
+def test_mlflow_compat_summary_counts_the_selection_apart() -> None:
+    """The selection's pass rate counts only selected tests that ran; other failures go to their class."""
+    from benchmarks.mlflow_compat import summarize
+
+    path = "tests/tracking/test_rest_tracking.py::"
+    tests = {
+        path + "test_log_batch[sqlalchemy]": {"outcome": "passed", "reason": ""},
+        path + "test_create_run_all_args[sqlalchemy-None]": {"outcome": "failed", "reason": "456 != now"},
+        path + "test_get_experiment[sqlalchemy]": {"outcome": "passed", "reason": ""},
+        path + "test_start_trace[sqlalchemy]": {"outcome": "failed", "reason": "501 NOT_IMPLEMENTED"},
+        path + "test_graphql_handler[sqlalchemy]": {"outcome": "error", "reason": "setup: boom"},
+        path + "test_log_model[sqlalchemy]": {"outcome": "xfailed", "reason": "not yet"},
+    }
+    summary = summarize(tests, {"collected": 12, "selected": 6, "deselected": 6})
+    assert summary["selection"]["total"] == 3
+    assert (summary["selection"]["passed"], summary["selection"]["failed"]) == (2, 1)
+    assert summary["selection"]["pass_rate"] == round(2 / 3, 4)
+    assert summary["ran"]["total"] == 6 and summary["ran"]["xfailed"] == 1
+    assert [f["test"] for f in summary["selection_failures"]] == ["test_create_run_all_args[sqlalchemy-None]"]
+    assert summary["selection_failures"][0]["group"] == "runs"
+    assert {k: v["count"] for k, v in summary["failure_classes"].items()} == {"tracing": 1, "GraphQL": 1}
+    assert summary["whole_file"]["collected"] == 12

@@ -5,14 +5,23 @@
         cluster.wait("the API server", cluster.healthy, deadline)
         cluster.airflow("dags", "trigger", "my_dag")
 
-Leaving the block stops the three processes (terminate, then kill after 20 s); their output stays in
+Leaving the block stops the processes (terminate, then kill after 20 s); their output stays in
 ``<tmp_path>/<name>.log`` and :meth:`AirflowCluster.log_tails` quotes it for a failure message.
+
+``metadata_url=`` puts Airflow's metadata on that database (e.g. PostgreSQL) instead of SQLite.
+``executor="CeleryExecutor"`` (needs ``metadata_url`` and ``broker_url``, e.g. a ``tests/support/redis.py``
+server) runs tasks in ``airflow celery worker`` processes instead (result backend: ``db+`` the metadata
+URL; ``worker_concurrency`` pool processes each): one is started with the others, more with
+:meth:`AirflowCluster.start_worker`, and :meth:`AirflowCluster.kill_worker` kills one with every process
+under it (pool processes, task supervisors and task runners), as a machine dying would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,11 +30,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 import pytest
 
 from tests.support.pgserver import free_port
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 
 
 def airflow(env: Mapping[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -49,6 +60,10 @@ class AirflowCluster:
     :param secret: JWT and API secret key.
     :param paused_at_creation: ``[core] dags_are_paused_at_creation``.
     :param extra_env: more environment variables (a DAG's settings).
+    :param executor: ``LocalExecutor`` or ``CeleryExecutor``.
+    :param metadata_url: SQLAlchemy URL of Airflow's metadata database (default: SQLite in the home).
+    :param broker_url: the Celery broker (``redis://...``); required with ``CeleryExecutor``.
+    :param worker_concurrency: ``[celery] worker_concurrency``.
     """
 
     def __init__(
@@ -60,7 +75,19 @@ class AirflowCluster:
         secret: str,
         paused_at_creation: bool = False,
         extra_env: Mapping[str, str] | None = None,
+        executor: str = "LocalExecutor",
+        metadata_url: str | None = None,
+        broker_url: str | None = None,
+        worker_concurrency: int = 8,
     ) -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
+        if executor == "CeleryExecutor" and not (broker_url and metadata_url):
+            raise ValueError(
+                f"executor CeleryExecutor needs broker_url and metadata_url (got broker_url={broker_url!r}, "
+                f"metadata_url={metadata_url!r})"
+            )
+        self.executor = executor
         self.tmp_path = tmp_path
         self.port = free_port()
         self.home = tmp_path / "airflow_home"
@@ -71,7 +98,7 @@ class AirflowCluster:
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": executor,
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
                 "AIRFLOW__API__PORT": str(self.port),
@@ -83,11 +110,23 @@ class AirflowCluster:
                 "AIRFLOW_CONN_MLTRACK_DEFAULT": json.dumps(
                     {"conn_type": "mltrack", "extra": {"url": tracking_url}}
                 ),
-                **(extra_env or {}),
             }
         )
+        if metadata_url:
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = metadata_url
+        if executor == "CeleryExecutor":
+            assert metadata_url is not None and broker_url is not None
+            self.env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+                }
+            )
+        self.env.update(extra_env or {})
         self._logs: dict[str, IO[str]] = {}
         self._procs: list[subprocess.Popen[Any]] = []
+        self.workers: list[subprocess.Popen[Any]] = []  # Celery workers, in start order
 
     def airflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``airflow <args>`` against this cluster's home."""
@@ -103,9 +142,65 @@ class AirflowCluster:
             )
             for name, log in self._logs.items()
         ]
+        if self.executor == "CeleryExecutor":
+            self.start_worker()
         return self
 
+    def start_worker(self) -> subprocess.Popen[Any]:
+        """Start an ``airflow celery worker`` (log ``celery-worker-<n>.log``)."""
+        if self.executor != "CeleryExecutor":
+            raise RuntimeError(f"start_worker needs executor CeleryExecutor, not {self.executor!r}")
+        number = len(self.workers) + 1
+        name = f"celery-worker-{number}"
+        log = self._logs[name] = open(self.tmp_path / f"{name}.log", "w")  # noqa: SIM115
+        argv = ["celery", "worker", "--skip-serve-logs", "--celery-hostname", f"worker{number}@%h"]
+        argv += ["--pid", str(self.home / f"{name}.pid")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *argv],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not in the test's process group (a Ctrl-C reaches it through __exit__)
+        )
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, index: int = -1, sig: int = signal.SIGKILL) -> list[int]:
+        """Send ``sig`` to a Celery worker and every process under it (default: the last started, SIGKILL).
+
+        Task runners sit in process groups of their own (the Task SDK's supervisor ``setpgid``s them), so
+        the tree is frozen (SIGSTOP) first, until no new process appears, then signalled as a whole: what a
+        machine dying does. Returns the pids signalled.
+        """
+        root = psutil.Process(self.workers[index].pid)
+        frozen: dict[int, psutil.Process] = {}
+        while True:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            new = [p for p in tree if p.pid not in frozen]
+            if not new:
+                break
+            for proc in new:
+                frozen[proc.pid] = proc
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(signal.SIGSTOP)
+        for proc in frozen.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(sig)
+                if sig != signal.SIGKILL:
+                    proc.send_signal(signal.SIGCONT)
+        if sig == signal.SIGKILL:
+            self.workers[index].wait(timeout=30)
+            psutil.wait_procs(list(frozen.values()), timeout=30)
+        return sorted(frozen)
+
     def __exit__(self, *exc: object) -> None:
+        for index, proc in enumerate(self.workers):  # with the task runners under them
+            if proc.poll() is None:
+                with contextlib.suppress(psutil.NoSuchProcess, subprocess.TimeoutExpired):
+                    self.kill_worker(index)
         for proc in self._procs:
             proc.terminate()
         for proc in self._procs:
@@ -126,8 +221,10 @@ class AirflowCluster:
 
     def log_tails(self, chars: int = 3000) -> str:
         """The last ``chars`` of each component's log, for a failure message."""
+        names = [*COMPONENTS, *(f"celery-worker-{n}" for n in range(1, len(self.workers) + 1))]
         return "\n".join(
-            f"--- {name}\n{(self.tmp_path / f'{name}.log').read_text()[-chars:]}" for name in COMPONENTS
+            f"--- {name}\n{(self.tmp_path / f'{name}.log').read_text(errors='replace')[-chars:]}"
+            for name in names
         )
 
     def poll(self, predicate: Callable[[], bool], deadline: float, interval: float = 2) -> bool:
@@ -138,7 +235,7 @@ class AirflowCluster:
             time.sleep(interval)
         return False
 
-    def wait(self, what: str, predicate: Callable[[], bool], deadline: float) -> None:
+    def wait(self, what: str, predicate: Callable[[], bool], deadline: float, interval: float = 2) -> None:
         """:meth:`poll`, failing the test with the component logs when ``deadline`` passes."""
-        if not self.poll(predicate, deadline):
+        if not self.poll(predicate, deadline, interval):
             pytest.fail(f"timed out waiting for {what}\n{self.log_tails()}")
