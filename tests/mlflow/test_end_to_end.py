@@ -1,5 +1,5 @@
 """Issue 14's "done when", as a user runs it: one unmodified MLflow training script
-(``tests/mlflow/scripts/train_iris.py``: ``mlflow.sklearn.autolog()``, a tag, a metric, a text artifact)
+(``examples/train_iris.py``: ``mlflow.sklearn.autolog()``, a tag, a metric, a text artifact)
 
 - as a task of a DAG run by a real scheduler (LocalExecutor worker; the worker's environment has
   ``MLFLOW_TRACKING_URI=mltrack://``, nothing else), and
@@ -29,7 +29,7 @@ from tests.support.airflow_cluster import AirflowCluster
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 HERE = Path(__file__).resolve().parent
-SCRIPT = HERE / "scripts" / "train_iris.py"
+SCRIPT = HERE.parents[1] / "examples" / "train_iris.py"
 
 
 def _token(cluster: AirflowCluster) -> str:

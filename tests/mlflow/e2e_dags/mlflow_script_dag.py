@@ -1,4 +1,4 @@
-"""The unmodified MLflow script ``tests/mlflow/scripts/train_iris.py`` as an Airflow task: the worker has
+"""The unmodified MLflow script ``examples/train_iris.py`` as an Airflow task: the worker has
 ``MLFLOW_TRACKING_URI=mltrack://`` in its environment, nothing else (tests/mlflow/test_end_to_end.py)."""
 
 import runpy
@@ -7,7 +7,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag, task
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_iris.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "examples" / "train_iris.py"
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["mlflow"])

@@ -2,7 +2,7 @@
 
 Run as an Airflow task (``MLFLOW_TRACKING_URI=mltrack://`` on the worker) and from outside Airflow
 (``MLFLOW_TRACKING_URI=http://<airflow>/mltrack/mlflow`` + ``MLFLOW_TRACKING_TOKEN``) by
-tests/mlflow/test_end_to_end.py. ``IRIS_EXPERIMENT`` names the MLflow experiment (default ``iris``).
+tests/mlflow/test_end_to_end.py and the README. ``IRIS_EXPERIMENT`` names the MLflow experiment (default ``iris``).
 """
 
 import os
