@@ -57,7 +57,7 @@ def canon_split(spelling: str) -> str:
 def norm(rows: list[tuple]) -> list[tuple]:
     """Rows comparable with ==: NaN becomes a marker, ints become floats, names are NFC (as stored)."""
     out = []
-    for name, value, step, split in rows:
+    for name, value, step, split, *_recorded_at in rows:  # MetricRow has recorded_at (None when parsed)
         value = float(value)
         out.append((unicodedata.normalize("NFC", name), "NaN" if math.isnan(value) else value, step, split))
     return out
