@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -30,6 +31,33 @@ pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE.parents[1] / "examples" / "train_iris.py"
+# The client calls a user makes beside logging: search with a filter, metric history, an MLflow error.
+CLIENT_SCRIPT = textwrap.dedent(
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_experiment("rest-cluster")
+    with mlflow.start_run(run_name="outside") as run:
+        mlflow.log_params({"lr": "0.01", "layers": "3"})
+        for step, loss in enumerate((0.9, 0.5, 0.3)):
+            mlflow.log_metric("val_loss", loss, step=step)
+        mlflow.set_tag("team", "growth")
+    client = MlflowClient()
+    found = client.search_runs([run.info.experiment_id], "metrics.val_loss < 0.5", order_by=["start_time DESC"])
+    assert [r.info.run_id for r in found] == [run.info.run_id], found
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0.9, 0.5, 0.3]
+    try:
+        client.get_run("999999")
+    except MlflowException as exc:
+        assert exc.error_code == "RESOURCE_DOES_NOT_EXIST", exc.error_code
+    else:
+        raise AssertionError("get_run of an unknown run did not raise")
+    print(client.get_run(run.info.run_id).info.artifact_uri)
+    print(run.info.run_id)
+    """
+)
 
 
 def _token(cluster: AirflowCluster) -> str:
@@ -106,6 +134,28 @@ def test_one_mlflow_script_in_a_dag_and_from_outside(tracking_pg, tmp_path):
         free = _check_run(store, outside_id)
         assert free["dag_id"] is None and free["project_id"] == linked["project_id"]
 
+        client = tmp_path / "client.py"
+        client.write_text(CLIENT_SCRIPT)
+        done = subprocess.run(
+            [sys.executable, str(client)], env=outside_env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-4000:] + cluster.log_tails()
+        artifact_uri, run_id = done.stdout.strip().splitlines()[-2:]
+        row = store.get_experiment(int(run_id))
+        assert (row["name"], row["project"], row["status"], row["dag_id"]) == (
+            "outside",
+            "rest-cluster",
+            "Completed",
+            None,
+        )
+        assert row["hyperparameters"] == {"lr": 0.01, "layers": 3}
+        assert [p["value"] for p in store.metric_history(int(run_id), "val_loss", "validation")] == [
+            0.9,
+            0.5,
+            0.3,
+        ]
+        assert artifact_uri == f"mlflow-artifacts:/{row['project_id']}/{run_id}/artifacts"
+
         headers = {"Authorization": f"Bearer {token}"}
         for experiment_id in (task_run["experiment_id"], outside_id):
             page = httpx.get(f"{base}/mltrack/experiments/{experiment_id}", headers=headers, timeout=30)
@@ -115,4 +165,4 @@ def test_one_mlflow_script_in_a_dag_and_from_outside(tracking_pg, tmp_path):
         anonymous = httpx.get(
             f"{base}/mltrack/mlflow/api/2.0/mlflow/experiments/get-by-name?experiment_name=iris"
         )
-        assert anonymous.status_code == 401
+        assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
