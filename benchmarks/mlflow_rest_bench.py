@@ -412,8 +412,9 @@ def ours_in_process(pg: TempPostgres, project_id: str, repeat: int) -> dict[str,
 
     store = TrackingStore.from_url(pg.url(OURS_DB))
     adapter = MLTrackMlflowStore(store=store)
-    where = ExperimentFilter(
-        search=f"attributes.project IN ('{PROJECT}') AND ({SEARCH['filter']})",
+    where = ExperimentFilter(  # as the adapter asks for one experiment: the project's own filter
+        project=PROJECT,
+        search=SEARCH["filter"],
         order_by=tuple(SEARCH["order_by"]),
         limit=SEARCH["max_results"],
         order="desc",

@@ -99,6 +99,12 @@ def split_of(name: str, default: str | None = None) -> str:
     return default if default in SPLITS else DEFAULT_SPLIT
 
 
+def has_split_prefix(name: str) -> bool:
+    """Whether ``name`` names its split itself (so no ``mltrack.default_split`` tag is needed)."""
+    found = _PREFIX.match(name or "")
+    return bool(found and found.group(1).lower() in _PREFIXES)
+
+
 def param_value(text: str) -> Any:
     """What a param (always text in MLflow) is stored as: an int, float or JSON boolean when its text is
     exactly that value's canonical form (``"10"``, ``"0.01"``, ``"true"``), else the text itself, so

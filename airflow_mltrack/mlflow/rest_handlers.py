@@ -61,6 +61,7 @@ from mlflow.utils.validation import (
 from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.rest import ARTIFACT_URI, Call, handles
 from airflow_mltrack.mlflow.rest import invalid as _invalid
+from airflow_mltrack.mlflow.rest_json import run_dict
 from airflow_mltrack.store.artifacts import artifact_children
 
 #: ``AbstractStore`` methods whose default silently does nothing: not overridden = not implemented.
@@ -231,9 +232,11 @@ def search_runs(call: Call) -> Any:
         order_by=list(msg.order_by),
         page_token=msg.page_token or None,
     )
-    response = SearchRuns.Response(runs=[_run_proto(r) for r in runs])
+    response: dict[str, Any] = {}  # SearchRuns.Response's JSON, built directly (rest_json)
+    if runs:
+        response["runs"] = [run_dict(r, _fix_info) for r in runs]
     if runs.token:
-        response.next_page_token = runs.token
+        response["next_page_token"] = runs.token
     return response
 
 

@@ -23,6 +23,7 @@ from mlflow.entities import (
 
 from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.exceptions import invalid, mlflow_errors, run_key
+from airflow_mltrack.store.reads.mlflow_runs import DatasetRecord
 from airflow_mltrack.store.tags import MAX_TAG_VALUE_LEN
 from airflow_mltrack.vocabulary import PLACEHOLDER_DATASET, PLACEHOLDER_FRAMEWORK
 
@@ -123,23 +124,32 @@ class RunInputsMixin:
         if store.get_model(row["model_id"])["framework"] == PLACEHOLDER_FRAMEWORK:
             store.link_experiment(experiment_id, model_id=first)
 
-    def _run_io(
-        self, store: TrackingStore, row: dict[str, Any], tags: dict[str, str | None]
-    ) -> tuple[RunInputs, RunOutputs]:
-        """The RunInputs / RunOutputs of an experiment (its own dataset first when it is a real one that
-        MLflow did not log, e.g. an operator's)."""
+    @staticmethod
+    def _io_entries(row: dict[str, Any], tags: dict[str, str | None]) -> list[dict[str, Any]]:
+        """The dataset inputs of an experiment (its own dataset first when it is a real one that MLflow
+        did not log, e.g. an operator's)."""
         entries = m.json_list(tags.get(m.DATASET_INPUTS_TAG))
         listed = [e.get("dataset_id") for e in entries]
         if row.get("dataset_name") != PLACEHOLDER_DATASET and row["dataset_id"] not in listed:
             entries.insert(0, {"dataset_id": row["dataset_id"], "tags": {}})
+        return entries
+
+    @staticmethod
+    def _run_io(
+        entries: list[dict[str, Any]], tags: dict[str, str | None], found: dict[int, DatasetRecord]
+    ) -> tuple[RunInputs, RunOutputs]:
+        """The RunInputs / RunOutputs of an experiment from its :meth:`_io_entries` and their datasets
+        (loaded for the whole page by ``dataset_records``; one gone since is left out)."""
         dataset_inputs = []
         for entry in entries:
-            dataset = store.get_dataset(int(entry["dataset_id"]))
-            extra = store.tag_values("dataset", int(entry["dataset_id"]))
+            record = found.get(int(entry["dataset_id"]))
+            if record is None:
+                continue
+            dataset, extra = record["row"], record["tags"]
             source = extra.get(m.DATASET_TAGS["source"]) or json.dumps(
                 {"uri": dataset.get("source_url") or ""}
             )
-            found = Dataset(
+            found_dataset = Dataset(
                 name=dataset["name"],
                 digest=dataset["version"],
                 source_type=extra.get(m.DATASET_TAGS["source_type"]) or "external",
@@ -148,7 +158,7 @@ class RunInputsMixin:
                 profile=extra.get(m.DATASET_TAGS["profile"]),
             )
             input_tags = [InputTag(k, str(val)) for k, val in (entry.get("tags") or {}).items()]
-            dataset_inputs.append(DatasetInput(found, input_tags))
+            dataset_inputs.append(DatasetInput(found_dataset, input_tags))
         model_inputs = [
             LoggedModelInput(m.logged_model_id(int(x))) for x in m.json_list(tags.get(m.MODEL_INPUTS_TAG))
         ]

@@ -1,0 +1,62 @@
+"""MLflow runs as the JSON of their ``Run`` message, built directly (``search_runs`` pages of 100 runs).
+
+Protobuf's JSON printer walks every field of every metric, param and tag (a third of a 100-run search's
+time); here the run's info, inputs and outputs still go through the printer, and its data (the bulk) is
+built as the printer would write it: lists omitted when empty, non-finite values as ``"NaN"``,
+``"Infinity"``, ``"-Infinity"``, int64 fields as numbers (tests/mlflow/test_batched_reads.py compares both).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from mlflow.protos.service_pb2 import Run as ProtoRun
+from mlflow.utils import proto_json_utils
+
+_METRIC_EXTRAS = ("model_id", "dataset_name", "dataset_digest", "run_id")
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _message_dict(message: Any) -> dict[str, Any]:
+    """The JSON object MLflow's ``message_to_json`` writes for ``message`` (int64 as numbers)."""
+    printer = getattr(proto_json_utils, "_message_to_dict_with_int64_numbers", None)
+    if printer is not None:
+        return printer(message)
+    return json.loads(proto_json_utils.message_to_json(message, pretty=False))  # pragma: no cover
+
+
+def _double(value: float) -> Any:
+    if value != value:
+        return "NaN"
+    return _NON_FINITE.get(value, value)
+
+
+def run_dict(run: Any, fix_info: Any) -> dict[str, Any]:
+    """``run`` (an ``mlflow.entities.Run``) as its message's JSON object; ``fix_info`` edits the info
+    message (the REST artifact URI) before it is printed."""
+    proto = ProtoRun()
+    proto.info.MergeFrom(run.info.to_proto())
+    fix_info(proto.info)
+    if run.inputs:
+        proto.inputs.MergeFrom(run.inputs.to_proto())
+    if run.outputs:
+        proto.outputs.MergeFrom(run.outputs.to_proto())
+    found = _message_dict(proto)
+    data: dict[str, Any] = {}
+    metrics = []
+    for x in run.data._metric_objs:
+        metric = {"key": x.key, "value": _double(x.value), "timestamp": x.timestamp, "step": x.step}
+        for name in _METRIC_EXTRAS:
+            if getattr(x, name, None):
+                metric[name] = getattr(x, name)
+        metrics.append(metric)
+    if metrics:
+        data["metrics"] = metrics
+    if run.data.params:
+        data["params"] = [{"key": k, "value": v} for k, v in run.data.params.items()]
+    if run.data.tags:
+        data["tags"] = [{"key": k, "value": v} for k, v in run.data.tags.items()]
+    found["data"] = data
+    return found
