@@ -52,6 +52,7 @@ from typing import IO, Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from airflow_mltrack.store.migrations import VERSION_TABLE, upgrade
 from benchmarks._common import ROOT, arguments, machine_info, migrated_database, print_table, temp_postgres
@@ -487,7 +488,7 @@ def print_summary(summary: dict[str, Any], console: Console, target: str, select
             console,
             "Selection failures",
             ("group", "test", "reason"),
-            [(f["group"], f["test"], f["reason"]) for f in summary["selection_failures"]],
+            [(f["group"], escape(f["test"]), escape(f["reason"])) for f in summary["selection_failures"]],
             left=("test", "reason"),
         )
     classes = summary["failure_classes"]
@@ -496,7 +497,10 @@ def print_summary(summary: dict[str, Any], console: Console, target: str, select
             console,
             "Failures outside the selection, by class",
             ("class", "failed", "why", "e.g."),
-            [(k, str(v["count"]), v["why"], v["tests"][0]["reason"][:90]) for k, v in classes.items()],
+            [
+                (k, str(v["count"]), v["why"], escape(v["tests"][0]["reason"][:90]))
+                for k, v in classes.items()
+            ],
             left=("why", "e.g."),
         )
 

@@ -185,7 +185,8 @@ def db_uri(tmp_path: Path) -> str:
 @pytest.fixture(autouse=True)
 def _fluent_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """What MLflow's conftest does around each test: the fluent API on a local SQLite store unless the
-    test points it elsewhere, and no active run, experiment or tracking URI left behind."""
+    test points it elsewhere, and no active run, experiment (nor ``MLFLOW_EXPERIMENT_ID``) or tracking URI
+    left behind."""
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'fluent.db'}")
@@ -195,6 +196,9 @@ def _fluent_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
             mlflow.end_run()
     mlflow.set_tracking_uri(None)
     mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop(
+        "MLFLOW_EXPERIMENT_ID", None
+    )  # set by some tests (mlflow.set_experiment); conftest pops it
 
 
 def _reason(report: pytest.TestReport) -> str:

@@ -1,9 +1,11 @@
-"""Where artifact bytes go: an Airflow ``ObjectStoragePath`` root, one folder per experiment.
+"""Where artifact bytes go: an Airflow ``ObjectStoragePath`` root, one folder per experiment (and per logged
+model no run logged).
 
 The root is ``[mltrack] artifact_root`` (``AIRFLOW__MLTRACK__ARTIFACT_ROOT``), default
 ``file://$AIRFLOW_HOME/mltrack-artifacts``; object stores name their Airflow connection in the URI as
 ``ObjectStoragePath`` reads it (``s3://aws_default@bucket/mltrack``). Layout:
-``<root>/<project_id>/<experiment_id>/<path>``. A file is streamed to a temporary key beside its target (the
+``<root>/<project_id>/<experiment_id>/<path>``, and ``<root>/<project_id>/models/m-<model_id>/<path>`` for the
+files of a logged model without a run (``model_id=``; see ``store/artifacts.py``). A file is streamed to a temporary key beside its target (the
 sha256 and size computed on the way, never the whole file in memory), moved into place, then recorded in
 the store's ``artifacts`` table: a failed upload leaves neither a row nor a half-written target.
 """
@@ -20,7 +22,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_mltrack.hooks.connection_urls import airflow_home
 from airflow_mltrack.store import TrackingStore
-from airflow_mltrack.store.artifacts import artifact_path
+from airflow_mltrack.store.artifacts import artifact_owner, artifact_path
 
 #: Bytes read or written per step when streaming.
 CHUNK_SIZE = 1024 * 1024
@@ -43,12 +45,13 @@ def guess_content_type(path: str) -> str:
 
 
 class ArtifactWriter:
-    """One file being written: :meth:`write` chunks, then :meth:`commit` (or :meth:`abort`)."""
+    """One file being written: :meth:`write` chunks, then :meth:`commit` (or :meth:`abort`). ``owner``:
+    ``("experiment_id", id)`` or ``("model_id", id)`` (:func:`~airflow_mltrack.store.artifacts.artifact_owner`)."""
 
-    def __init__(self, storage: ArtifactStorage, experiment_id: int, path: str, content_type: str | None):
-        self.storage, self.experiment_id, self.path = storage, experiment_id, path
+    def __init__(self, storage: ArtifactStorage, owner: tuple[str, int], path: str, content_type: str | None):
+        self.storage, self.owner, self.path = storage, owner, path
         self.content_type = content_type or guess_content_type(path)
-        self.target = storage.location(storage.project_of(experiment_id), experiment_id, path)
+        self.target = storage.folder(owner) / path
         self._tmp = self.target.parent / f".{self.target.name}.{uuid.uuid4().hex}.part"
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[bytes] | None = self._tmp.fs.open(self._tmp.path, "wb")
@@ -75,13 +78,15 @@ class ArtifactWriter:
         except BaseException:
             self._remove_tmp()
             raise
+        column, owner = self.owner
         return self.storage.store.record_artifact(
-            self.experiment_id,
+            owner if column == "experiment_id" else None,
             self.path,
             self.size,
             self._sha.hexdigest(),
             self.content_type,
             str(self.target),
+            model_id=owner if column == "model_id" else None,
         )
 
     def abort(self) -> None:
@@ -106,7 +111,8 @@ class ArtifactWriter:
 
 
 class ArtifactStorage:
-    """An experiment's files under ``root`` (default :func:`artifact_root`), recorded in ``store``."""
+    """The files of experiments (and of logged models without a run: keyword ``model_id``, the experiment id
+    None) under ``root`` (default :func:`artifact_root`), recorded in ``store``."""
 
     def __init__(self, store: TrackingStore, root: str | ObjectStoragePath | None = None) -> None:
         self.store = store
@@ -121,21 +127,50 @@ class ArtifactStorage:
         """Where the file ``path`` of an experiment is stored (``path`` validated first)."""
         return self.root / str(int(project_id)) / str(int(experiment_id)) / artifact_path("path", path)
 
-    def writer(self, experiment_id: int, path: str, content_type: str | None = None) -> ArtifactWriter:
+    def folder(self, owner: tuple[str, int]) -> ObjectStoragePath:
+        """The folder of an owner: ``<root>/<project_id>/<experiment_id>`` or
+        ``<root>/<project_id>/models/m-<model_id>``."""
+        column, owner_id = owner
+        if column == "experiment_id":
+            return self.root / str(self.project_of(owner_id)) / str(int(owner_id))
+        project_id = int(self.store.get_model(owner_id)["project_id"])
+        return self.root / str(project_id) / "models" / f"m-{int(owner_id)}"
+
+    def model_files(self, model_id: int) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """Where the files of the logged model ``model_id`` are: (its ``models`` row, the owner as keywords
+        of this class's methods, the prefix). A model a run logged keeps them under the run's
+        ``models/m-<id>`` (MLflow's layout); a model without a run in its own folder (prefix "")."""
+        row = self.store.get_model(model_id)
+        source = row.get("source_experiment_id")
+        if source is not None:
+            return row, {"experiment_id": int(source)}, f"models/m-{int(row['model_id'])}"
+        return row, {"experiment_id": None, "model_id": int(row["model_id"])}, ""
+
+    def writer(
+        self,
+        experiment_id: int | None,
+        path: str,
+        content_type: str | None = None,
+        *,
+        model_id: int | None = None,
+    ) -> ArtifactWriter:
         """A writer for chunks that arrive one by one (an HTTP upload); use as a context manager and
         :meth:`ArtifactWriter.commit` at the end."""
-        return ArtifactWriter(self, experiment_id, artifact_path("path", path) or "", content_type)
+        owner = artifact_owner(experiment_id, model_id)
+        return ArtifactWriter(self, owner, artifact_path("path", path) or "", content_type)
 
     def write(
         self,
-        experiment_id: int,
+        experiment_id: int | None,
         path: str,
         stream: IO[bytes] | Iterable[bytes] | bytes,
         content_type: str | None = None,
+        *,
+        model_id: int | None = None,
     ) -> dict[str, Any]:
-        """Store ``stream`` (a binary file, an iterable of chunks, or bytes) as the experiment's ``path``;
+        """Store ``stream`` (a binary file, an iterable of chunks, or bytes) as the owner's ``path``;
         returns the recorded row."""
-        with self.writer(experiment_id, path, content_type) as out:
+        with self.writer(experiment_id, path, content_type, model_id=model_id) as out:
             if isinstance(stream, bytes | bytearray | memoryview):
                 out.write(bytes(stream))
             elif hasattr(stream, "read"):
@@ -146,24 +181,39 @@ class ArtifactStorage:
                     out.write(chunk)
             return out.commit()
 
-    def write_file(self, experiment_id: int, path: str, local_file: str, content_type: str | None = None):
-        """Store a local file as the experiment's ``path``."""
+    def write_file(
+        self,
+        experiment_id: int | None,
+        path: str,
+        local_file: str,
+        content_type: str | None = None,
+        *,
+        model_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Store a local file as the owner's ``path``."""
         with open(local_file, "rb") as stream:
-            return self.write(experiment_id, path, stream, content_type or guess_content_type(local_file))
+            kind = content_type or guess_content_type(local_file)
+            return self.write(experiment_id, path, stream, kind, model_id=model_id)
 
-    def list(self, experiment_id: int, prefix: str | None = None) -> list[dict[str, Any]]:
-        """The recorded files of an experiment (under the directory ``prefix``)."""
-        return self.store.list_artifacts(experiment_id, prefix)
+    def list(
+        self, experiment_id: int | None, prefix: str | None = None, *, model_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The recorded files of an owner (under the directory ``prefix``)."""
+        return self.store.list_artifacts(experiment_id, prefix, model_id=model_id)
 
-    def open(self, experiment_id: int, path: str) -> tuple[dict[str, Any], IO[bytes]]:
+    def open(
+        self, experiment_id: int | None, path: str, *, model_id: int | None = None
+    ) -> tuple[dict[str, Any], IO[bytes]]:
         """The row of a recorded file and its bytes opened for reading (close it)."""
-        row = self.store.get_artifact(experiment_id, path)
+        row = self.store.get_artifact(experiment_id, path, model_id=model_id)
         stored = ObjectStoragePath(row["storage_uri"])
         return row, stored.fs.open(stored.path, "rb")
 
-    def iter_bytes(self, experiment_id: int, path: str) -> tuple[dict[str, Any], Iterable[bytes]]:
+    def iter_bytes(
+        self, experiment_id: int | None, path: str, *, model_id: int | None = None
+    ) -> tuple[dict[str, Any], Iterable[bytes]]:
         """The row of a recorded file and its bytes in chunks (the file is opened now, closed at the end)."""
-        row, stream = self.open(experiment_id, path)
+        row, stream = self.open(experiment_id, path, model_id=model_id)
 
         def chunks() -> Iterable[bytes]:
             with stream:
@@ -172,9 +222,11 @@ class ArtifactStorage:
 
         return row, chunks()
 
-    def delete(self, experiment_id: int, prefix: str | None = None) -> list[dict[str, Any]]:
+    def delete(
+        self, experiment_id: int | None, prefix: str | None = None, *, model_id: int | None = None
+    ) -> list[dict[str, Any]]:
         """Forget the files under ``prefix`` (None: all) and delete their bytes; returns the rows."""
-        deleted = self.store.delete_artifacts(experiment_id, prefix)
+        deleted = self.store.delete_artifacts(experiment_id, prefix, model_id=model_id)
         for row in deleted:
             stored = ObjectStoragePath(row["storage_uri"])
             try:

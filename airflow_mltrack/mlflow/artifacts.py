@@ -3,7 +3,9 @@ artifact storage (``hooks/artifacts.py``), recorded in the ``artifacts`` table.
 
 URI: ``mltrack://<conn_id>/<experiment_id>/artifacts[/<prefix>]``, the ``artifact_uri`` the ``mltrack://``
 tracking store gives a run (experiment ``<experiment_id>`` = run id) and, with ``models/<model_id>`` as
-prefix, a logged model's ``artifact_location``. Registered as entry point ``mlflow.artifact_repository``
+prefix, the ``artifact_location`` of a logged model of that run; a logged model no run logged has
+``mltrack://<conn_id>/<project_id>/models/m-<model_id>/artifacts[/<prefix>]``, files of the model itself
+(``model_id=`` in ``store/artifacts.py``). Registered as entry point ``mlflow.artifact_repository``
 ``mltrack``.
 """
 
@@ -34,24 +36,47 @@ def artifact_uri(conn_id: str, experiment_id: int | str, sub_path: str = "") -> 
     return f"{uri}/{sub}" if sub else uri
 
 
-def parse_artifact_uri(uri: str) -> tuple[str, int, str]:
-    """``(conn_id, experiment_id, prefix)`` of an ``mltrack://`` artifact URI (the path is taken literally:
-    no query, fragment or percent-decoding)."""
-    shape = f"artifact URI {uri!r}: must be {SCHEME}://<conn_id>/<experiment id>/artifacts[/<path>]"
+def parse_artifact_location(uri: str) -> tuple[str, tuple[str, int], str]:
+    """``(conn_id, owner, prefix)`` of an ``mltrack://`` artifact URI; ``owner`` is ``("experiment_id",
+    <run id>)`` or, for ``<project_id>/models/m-<id>/artifacts``, ``("model_id", <id>)``. The path is taken
+    literally: no query, fragment or percent-decoding."""
+    shape = (
+        f"artifact URI {uri!r}: must be {SCHEME}://<conn_id>/<experiment id>/artifacts[/<path>] or "
+        f"{SCHEME}://<conn_id>/<project id>/models/m-<model id>/artifacts[/<path>]"
+    )
     if not isinstance(uri, str) or not uri.startswith(f"{SCHEME}:/"):
         raise _invalid(shape)
     rest = uri[len(SCHEME) + 1 :]
     conn_id = ""
     if rest.startswith("//"):  # with a connection id; MLflow writes an empty one as mltrack:/<id>/...
         conn_id, _, rest = rest[2:].partition("/")
-    parts = rest.lstrip("/").split("/", 2)
-    if len(parts) < 2 or not parts[0].isdigit() or int(parts[0]) < 1 or parts[1] != "artifacts":
+    parts = rest.lstrip("/").split("/", 4)
+    owner: tuple[str, int] | None = None
+    if len(parts) >= 2 and _positive(parts[0]) and parts[1] == "artifacts":
+        owner, tail = ("experiment_id", int(parts[0])), "/".join(parts[2:])
+    elif len(parts) >= 4 and _positive(parts[0]) and parts[1] == "models" and parts[3] == "artifacts":
+        model = parts[2].removeprefix("m-")
+        if parts[2].startswith("m-") and _positive(model):
+            owner, tail = ("model_id", int(model)), "/".join(parts[4:])
+    if owner is None:
         raise _invalid(shape)
     try:
-        prefix = artifact_path("artifact_uri", parts[2] if len(parts) > 2 else "", required=False) or ""
+        prefix = artifact_path("artifact_uri", tail, required=False) or ""
     except MLTrackError as exc:
         raise _invalid(str(exc)) from exc
-    return conn_id or DEFAULT_CONN_ID, int(parts[0]), prefix
+    return conn_id or DEFAULT_CONN_ID, owner, prefix
+
+
+def parse_artifact_uri(uri: str) -> tuple[str, int, str]:
+    """``(conn_id, experiment_id, prefix)`` of a run's ``mltrack://`` artifact URI."""
+    conn_id, (column, owner), prefix = parse_artifact_location(uri)
+    if column != "experiment_id":
+        raise _invalid(f"artifact URI {uri!r}: names a logged model's files, not a run's")
+    return conn_id, owner, prefix
+
+
+def _positive(text: str) -> bool:
+    return text.isdigit() and int(text) >= 1
 
 
 def _invalid(message: str) -> MlflowException:
@@ -64,11 +89,14 @@ def _mlflow_error(exc: MLTrackError) -> MlflowException:
 
 
 class MLTrackArtifactRepository(ArtifactRepository):
-    """Files of one of our experiments (optionally under a prefix), in our artifact storage."""
+    """Files of one of our experiments or logged models (optionally under a prefix), in our artifact
+    storage."""
 
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
         super().__init__(artifact_uri, tracking_uri, registry_uri)
-        self.conn_id, self.experiment_id, self.prefix = parse_artifact_uri(artifact_uri)
+        self.conn_id, (column, owner), self.prefix = parse_artifact_location(artifact_uri)
+        self.experiment_id = owner if column == "experiment_id" else None
+        self.model_id = owner if column == "model_id" else None
 
     @cached_property
     def storage(self) -> Any:
@@ -100,7 +128,9 @@ class MLTrackArtifactRepository(ArtifactRepository):
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
         target = posixpath.join(self._full(artifact_path), os.path.basename(local_file))
         try:
-            self._storage().write_file(self.experiment_id, target.lstrip("/"), local_file)
+            self._storage().write_file(
+                self.experiment_id, target.lstrip("/"), local_file, model_id=self.model_id
+            )
         except MLTrackError as exc:
             raise _mlflow_error(exc) from exc
 
@@ -113,14 +143,15 @@ class MLTrackArtifactRepository(ArtifactRepository):
                 for name in sorted(files):
                     rel = name if rel_dir == "." else posixpath.join(*rel_dir.split(os.sep), name)
                     target = posixpath.join(base, rel) if base else rel
-                    storage.write_file(self.experiment_id, target, os.path.join(root, name))
+                    local = os.path.join(root, name)
+                    storage.write_file(self.experiment_id, target, local, model_id=self.model_id)
         except MLTrackError as exc:
             raise _mlflow_error(exc) from exc
 
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         full = self._full(path)
         try:
-            found = self.storage.list(self.experiment_id, full or None)
+            found = self.storage.list(self.experiment_id, full or None, model_id=self.model_id)
         except MLTrackError as exc:
             raise _mlflow_error(exc) from exc
         return [
@@ -130,7 +161,8 @@ class MLTrackArtifactRepository(ArtifactRepository):
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
         try:
-            _row, stream = self.storage.open(self.experiment_id, self._full(remote_file_path))
+            full = self._full(remote_file_path)
+            _row, stream = self.storage.open(self.experiment_id, full, model_id=self.model_id)
         except MLTrackError as exc:
             raise _mlflow_error(exc) from exc
         with stream, open(local_path, "wb") as out:
@@ -138,7 +170,8 @@ class MLTrackArtifactRepository(ArtifactRepository):
 
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         try:
-            self._storage().delete(self.experiment_id, self._full(artifact_path) or None)
+            full = self._full(artifact_path) or None
+            self._storage().delete(self.experiment_id, full, model_id=self.model_id)
         except MLTrackError as exc:
             raise _mlflow_error(exc) from exc
 

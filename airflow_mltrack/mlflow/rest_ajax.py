@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import NOT_IMPLEMENTED
+from mlflow.entities import ViewType
+from mlflow.entities.dataset_summary import _DatasetSummary
 from mlflow.protos.service_pb2 import SearchDatasets
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
 from airflow_mltrack.mlflow import rest
@@ -22,6 +23,9 @@ from airflow_mltrack.store import TrackingStore
 MAX_HISTORY_RESULTS = 25000
 MAX_RUN_IDS_PER_REQUEST = 100
 MAX_EXPERIMENT_IDS_PER_REQUEST = 20
+MAX_DATASET_SUMMARIES = 1000
+#: Runs read per page when the dataset summaries are gathered from the run search.
+SEARCH_PAGE = 500
 
 
 @dataclass
@@ -81,7 +85,8 @@ def get_metric_history_bulk(call: AjaxCall) -> str:
 
 
 def search_datasets(call: AjaxCall) -> str:
-    """The dataset summaries of up to 20 experiments (NOT_IMPLEMENTED when the store has none to give)."""
+    """The dataset summaries of up to 20 experiments: the store's ``_search_datasets`` when it has one, else
+    gathered from its run search (runs of DAGs the reader may not read left out)."""
     message = SearchDatasets()
     try:
         parse_dict(call.request_json, message)
@@ -95,14 +100,29 @@ def search_datasets(call: AjaxCall) -> str:
             f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_REQUEST} experiment_ids. "
             f"Received {len(experiment_ids)} experiment_ids."
         )
-    search = getattr(call.adapter, "_search_datasets", None)
-    if search is None:
-        raise MlflowException(
-            "SearchDatasets is not implemented by airflow-mltrack", error_code=NOT_IMPLEMENTED
-        )
+    call.adapter.visible_dag_ids = call.access.visible_dag_ids  # runs of unreadable DAGs: not read
+    search = getattr(call.adapter, "_search_datasets", None) or (lambda ids: _summaries(call.adapter, ids))
     response = SearchDatasets.Response()
     response.dataset_summaries.extend([summary.to_proto() for summary in search(experiment_ids)])
     return message_to_json(response)
+
+
+def _summaries(adapter: MLTrackMlflowStore, experiment_ids: list[str]) -> list[_DatasetSummary]:
+    """MLflow's dataset summaries read through the adapter's run search: the distinct (experiment, dataset
+    name, digest, ``mlflow.data.context`` tag) of the active runs' dataset inputs, at most
+    :data:`MAX_DATASET_SUMMARIES`, in the order the runs are found."""
+    found: dict[tuple[str, str, str, str | None], None] = {}
+    token = None
+    while len(found) < MAX_DATASET_SUMMARIES:
+        runs = adapter.search_runs(experiment_ids, "", ViewType.ACTIVE_ONLY, SEARCH_PAGE, None, token)
+        for run in runs:
+            for entry in run.inputs.dataset_inputs if run.inputs else []:
+                context = next((t.value for t in entry.tags if t.key == MLFLOW_DATASET_CONTEXT), None)
+                key = (run.info.experiment_id, entry.dataset.name, entry.dataset.digest, context)
+                found.setdefault(key, None)
+        if not (token := runs.token):
+            break
+    return [_DatasetSummary(*key) for key in list(found)[:MAX_DATASET_SUMMARIES]]
 
 
 #: (method, path relative to the ``/mlflow`` root) -> handler returning the JSON answer.

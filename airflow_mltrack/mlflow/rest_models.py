@@ -1,11 +1,12 @@
-"""The MLflow REST handlers of metric histories and MLflow 3 logged models (see
-:mod:`airflow_mltrack.mlflow.rest_handlers`)."""
+"""The MLflow REST handlers of metric histories and MLflow 3 logged models, their artifact listing included
+(see :mod:`airflow_mltrack.mlflow.rest_handlers`; a logged model's file download is the artifact proxy's,
+``plugins/api_artifacts.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlflow.entities import LoggedModelParameter, LoggedModelStatus, LoggedModelTag
+from mlflow.entities import FileInfo, LoggedModelParameter, LoggedModelStatus, LoggedModelTag
 from mlflow.protos.service_pb2 import (
     CreateLoggedModel,
     DeleteLoggedModel,
@@ -14,14 +15,19 @@ from mlflow.protos.service_pb2 import (
     GetLoggedModel,
     GetMetricHistory,
     GetMetricHistoryBulkInterval,
+    ListLoggedModelArtifacts,
     LogLoggedModelParamsRequest,
     SearchLoggedModels,
     SetLoggedModelTags,
 )
+from mlflow.utils.uri import validate_path_is_safe
 
+from airflow_mltrack.hooks.artifacts import ArtifactStorage
+from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.rest import Call, handles
 from airflow_mltrack.mlflow.rest import invalid as _invalid
 from airflow_mltrack.mlflow.rest_schema import MAX_RESULTS_PER_RUN
+from airflow_mltrack.store.artifacts import artifact_children
 
 
 # -- metric history ----------------------------------------------------------------------------------
@@ -127,6 +133,7 @@ def log_logged_model_params(call: Call) -> Any:
 @handles(SearchLoggedModels)
 def search_logged_models(call: Call) -> Any:
     call.require("experiment_ids")
+    call.adapter.visible_dag_ids = call.access.visible_dag_ids  # models of unreadable DAGs: not listed
     msg = call.message
     datasets = [
         {"dataset_name": d.dataset_name, "dataset_digest": d.dataset_digest or None} for d in msg.datasets
@@ -152,6 +159,27 @@ def search_logged_models(call: Call) -> Any:
     if models.token:
         response.next_page_token = models.token
     return response
+
+
+@handles(ListLoggedModelArtifacts)
+def list_logged_model_artifacts(call: Call) -> Any:
+    """The entries directly under ``artifact_directory_path`` of a logged model's files (paths from its
+    ``artifact_location``), wherever they are stored: under the run that logged it, or the model's own."""
+    msg = call.message
+    path = validate_path_is_safe(msg.artifact_directory_path) if call.has("artifact_directory_path") else ""
+    model = call.adapter.get_logged_model(msg.model_id)  # its run's DAG was checked readable (authorize)
+    _row, owner, base = ArtifactStorage(call.adapter.tracking).model_files(m.model_id_of(model.model_id))
+    relative = path.strip("/")
+    prefix = "/".join(part for part in (base, relative) if part)
+    found = call.adapter.tracking.list_artifacts(prefix=prefix or None, **owner)
+    cut = len(base) + 1 if base else 0
+    files = [
+        FileInfo(
+            child["path"][cut:], child["is_dir"], None if child["is_dir"] else child["size_bytes"]
+        ).to_proto()
+        for child in artifact_children(found, prefix)
+    ]
+    return ListLoggedModelArtifacts.Response(files=files, root_uri=model.artifact_location)
 
 
 __all__: list[str] = []

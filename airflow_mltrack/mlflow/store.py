@@ -108,9 +108,8 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
 
     def model_location(self, project_id: int | str, logged_id: str) -> str:
         """The ``artifact_location`` of a logged model no run of ours logged: under its project,
-        ``<root>/<project_id>/models/<model_id>/artifacts`` (``mltrack://<conn_id>/...`` in a task). Lossy: our
-        artifact storage keeps files per run, so nothing can be stored there (the artifact proxy and the
-        ``mltrack`` repository refuse it as not a run's location; docs/mlflow.md)."""
+        ``<root>/<project_id>/models/<model_id>/artifacts`` (``mltrack://<conn_id>/...`` in a task); its files
+        are artifacts owned by the model (``artifacts.model_id``; docs/mlflow.md, "Artifacts")."""
         root = (self.artifact_uri or f"mltrack://{self.conn_id}").rstrip("/")
         return f"{root}/{int(project_id)}/models/{logged_id}/artifacts"
 
@@ -387,6 +386,7 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
             offset=offset,
             order="desc",
             lifecycle=lifecycle,
+            tiebreak="mlflow",
         )
         page = experiment_page(self.tracking, where, self.visible_dag_ids)
         runs = self._runs([int(item["experiment_id"]) for item in page["items"]], page["items"])

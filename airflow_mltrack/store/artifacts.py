@@ -1,7 +1,11 @@
 """Artifacts (table ``artifacts``, revision 0007): which files an experiment logged, where they are stored,
 their size and sha256 checksum. The bytes themselves are the hooks layer's (``hooks/artifacts.py``).
 
-A path is relative to its experiment, POSIX (``plots/loss.png``): no leading ``/``, no backslash, no ``..``
+The owner of a file is an experiment (``experiment_id``, positional) or, for a logged model no run logged
+(MLflow 3's ``log_model`` outside a run), that model (keyword ``model_id``, the experiment id None): every
+method takes exactly one of the two.
+
+A path is relative to its owner, POSIX (``plots/loss.png``): no leading ``/``, no backslash, no ``..``
 segment; empty and ``.`` segments are dropped (``./a//b`` is ``a/b``). A prefix names a directory:
 ``plots`` covers ``plots`` and ``plots/...``, never ``plots2/...``.
 """
@@ -16,7 +20,7 @@ from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import validation as v
 from airflow_mltrack.store.base import StoreBase, rows, utcnow
 from airflow_mltrack.store.models.artifacts import ARTIFACT_PATH_LEN, CONTENT_TYPE_LEN, STORAGE_URI_LEN
-from airflow_mltrack.store.tables import artifacts, experiments
+from airflow_mltrack.store.tables import artifacts, experiments, models
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -56,22 +60,37 @@ def sha256_hex(field: str, value: Any) -> str:
     return value.lower()
 
 
+def artifact_owner(experiment_id: Any, model_id: Any = None) -> tuple[str, int]:
+    """``("experiment_id", id)`` or ``("model_id", id)``: the one owner given (both or neither: an error)."""
+    if (experiment_id is None) == (model_id is None):
+        raise MLTrackError(
+            "model_id",
+            model_id,
+            f"give an experiment_id ({experiment_id!r}) or a model_id, exactly one: the owner of the files",
+        )
+    if model_id is not None:
+        return "model_id", v.entity_id("model_id", model_id)
+    return "experiment_id", v.entity_id("experiment_id", experiment_id)
+
+
 class ArtifactStore(StoreBase):
-    """Record, list, find and forget an experiment's artifact files."""
+    """Record, list, find and forget the artifact files of an experiment or of a logged model."""
 
     def record_artifact(
         self,
-        experiment_id: int,
+        experiment_id: int | None,
         path: str,
         size_bytes: int,
         checksum: str,
         content_type: str | None,
         storage_uri: str,
+        *,
+        model_id: int | None = None,
     ) -> dict[str, Any]:
         """Record a stored file (logging the same path again replaces its row); returns the row."""
-        experiment_id = v.entity_id("experiment_id", experiment_id)
+        column, owner = artifact_owner(experiment_id, model_id)
         values = {
-            "experiment_id": experiment_id,
+            column: owner,
             "path": artifact_path("path", path),
             "size_bytes": v.integer("size_bytes", size_bytes, minimum=0),
             "checksum": sha256_hex("checksum", checksum),
@@ -79,54 +98,62 @@ class ArtifactStore(StoreBase):
             "storage_uri": v.name("storage_uri", storage_uri, STORAGE_URI_LEN),
             "created_at": utcnow(),
         }
-        with self.write(experiment_id=experiment_id) as conn:
-            self._require(conn, experiments, "experiment_id", experiment_id, "experiment_id")
+        with self.write(**{column: owner}) as conn:
+            self._require(conn, experiments if column == "experiment_id" else models, column, owner, column)
             stmt = self._insert(artifacts).values(values)
             stmt = stmt.on_conflict_do_update(
-                index_elements=["experiment_id", "path"],
-                set_={k: stmt.excluded[k] for k in values if k not in ("experiment_id", "path")},
+                index_elements=[column, "path"],
+                set_={k: stmt.excluded[k] for k in values if k not in (column, "path")},
             )
             conn.execute(stmt)
-            self._note_writer(conn, experiment_id, start=False)
-            return self._artifact(conn, experiment_id, values["path"])
+            if column == "experiment_id":
+                self._note_writer(conn, owner, start=False)
+            return self._artifact(conn, column, owner, values["path"])
 
-    def list_artifacts(self, experiment_id: int, prefix: str | None = None) -> list[dict[str, Any]]:
-        """The experiment's artifacts (all, or under the directory ``prefix``), ordered by path."""
-        experiment_id = v.entity_id("experiment_id", experiment_id)
+    def list_artifacts(
+        self, experiment_id: int | None, prefix: str | None = None, *, model_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The owner's artifacts (all, or under the directory ``prefix``), ordered by path."""
+        column, owner = artifact_owner(experiment_id, model_id)
         prefix = artifact_path("prefix", prefix, required=False)
-        query = select(artifacts).where(artifacts.c.experiment_id == experiment_id)
+        query = select(artifacts).where(artifacts.c[column] == owner)
         if prefix is not None:
             query = query.where(_under(prefix))
         with self.read() as conn:
             return rows(conn.execute(query.order_by(artifacts.c.path)))
 
-    def get_artifact(self, experiment_id: int, path: str) -> dict[str, Any]:
-        """One artifact by path; NotFoundError when the experiment has no such file."""
-        experiment_id = v.entity_id("experiment_id", experiment_id)
+    def get_artifact(
+        self, experiment_id: int | None, path: str, *, model_id: int | None = None
+    ) -> dict[str, Any]:
+        """One artifact by path; NotFoundError when the owner has no such file."""
+        column, owner = artifact_owner(experiment_id, model_id)
         path_ = artifact_path("path", path)
         with self.read() as conn:
-            return self._artifact(conn, experiment_id, path_)
+            return self._artifact(conn, column, owner, path_)
 
-    def delete_artifacts(self, experiment_id: int, prefix: str | None = None) -> list[dict[str, Any]]:
-        """Forget the experiment's artifacts under ``prefix`` (a file or a directory; None: all of them);
+    def delete_artifacts(
+        self, experiment_id: int | None, prefix: str | None = None, *, model_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Forget the owner's artifacts under ``prefix`` (a file or a directory; None: all of them);
         returns the rows deleted, so the caller can delete their bytes."""
-        experiment_id = v.entity_id("experiment_id", experiment_id)
+        column, owner = artifact_owner(experiment_id, model_id)
         prefix = artifact_path("prefix", prefix, required=False)
-        where = [artifacts.c.experiment_id == experiment_id]
+        where = [artifacts.c[column] == owner]
         if prefix is not None:
             where.append(_under(prefix))
-        with self.write(experiment_id=experiment_id) as conn:
+        with self.write(**{column: owner}) as conn:
             found = rows(conn.execute(select(artifacts).where(*where).order_by(artifacts.c.path)))
             conn.execute(delete(artifacts).where(*where))
             return found
 
     @staticmethod
-    def _artifact(conn: Connection, experiment_id: int, path: str) -> dict[str, Any]:
+    def _artifact(conn: Connection, column: str, owner: int, path: str) -> dict[str, Any]:
         row = conn.execute(
-            select(artifacts).where(artifacts.c.experiment_id == experiment_id, artifacts.c.path == path)
+            select(artifacts).where(artifacts.c[column] == owner, artifacts.c.path == path)
         ).first()
         if row is None:
-            raise NotFoundError("path", path, f"experiment {experiment_id} has no artifact with this path")
+            what = "experiment" if column == "experiment_id" else "model"
+            raise NotFoundError("path", path, f"{what} {owner} has no artifact with this path")
         return dict(row._mapping)
 
 

@@ -1,9 +1,11 @@
-"""Artifacts: ``artifacts``, one row per file an experiment logged (issue 14).
+"""Artifacts: ``artifacts``, one row per file an experiment or a logged model logged (issue 14).
 
 The bytes live under an Airflow ``ObjectStoragePath`` root (``[mltrack] artifact_root``); this table records
-where (``storage_uri``), what (``path`` relative to the experiment, ``content_type``) and how to check it
-(``size_bytes``, sha256 ``checksum``). ``UNIQUE (experiment_id, path)``: logging a file again replaces its row.
-Deleting an experiment deletes its rows (the stored bytes are the storage's to clean up).
+where (``storage_uri``), what (``path`` relative to its owner, ``content_type``) and how to check it
+(``size_bytes``, sha256 ``checksum``). The owner is an experiment (``experiment_id``) or a model no run
+logged (``model_id``, MLflow's logged models without a run): exactly one of the two is set (CHECK).
+``UNIQUE (experiment_id, path)`` and ``UNIQUE (model_id, path)``: logging a file again replaces its row.
+Deleting the owner deletes its rows (the stored bytes are the storage's to clean up).
 
 The CHECKs are written in SQL that PostgreSQL and SQLite both run: ``path`` relative, POSIX, not empty and
 without ``..`` segments or backslashes; ``checksum`` 64 lowercase hex digits. The downgrade drops the table.
@@ -30,6 +32,11 @@ PATH_CHECK = (
     "AND path NOT LIKE '../%' AND path NOT LIKE '%/../%' AND path NOT LIKE '%/..'"
 )
 
+#: Exactly one owner: an experiment or a logged model.
+OWNER_CHECK = (
+    "(experiment_id IS NOT NULL AND model_id IS NULL) OR (experiment_id IS NULL AND model_id IS NOT NULL)"
+)
+
 
 def _hex64(column: str) -> str:
     stripped = column
@@ -42,7 +49,8 @@ def upgrade() -> None:
     op.create_table(
         "artifacts",
         sa.Column("artifact_id", sa.Integer(), nullable=False),
-        sa.Column("experiment_id", sa.Integer(), nullable=False),
+        sa.Column("experiment_id", sa.Integer(), nullable=True),
+        sa.Column("model_id", sa.Integer(), nullable=True),
         sa.Column("path", sa.String(1024), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("checksum", sa.String(64), nullable=False),
@@ -61,7 +69,12 @@ def upgrade() -> None:
             name="fk_artifact_experiment",
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["model_id"], ["models.model_id"], name="fk_artifact_model", ondelete="CASCADE"
+        ),
         sa.UniqueConstraint("experiment_id", "path", name="uq_artifact_experiment_path"),
+        sa.UniqueConstraint("model_id", "path", name="uq_artifact_model_path"),
+        sa.CheckConstraint(OWNER_CHECK, name="ck_artifacts_owner"),
         sa.CheckConstraint(PATH_CHECK, name="ck_artifacts_path"),
         sa.CheckConstraint("size_bytes >= 0", name="ck_artifacts_size_bytes"),
         sa.CheckConstraint(_hex64("checksum"), name="ck_artifacts_checksum"),

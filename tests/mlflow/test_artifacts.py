@@ -1,6 +1,7 @@
 """The real MLflow client storing artifacts through ``mltrack://`` (entry point ``mlflow.artifact_repository``):
 log_artifact / log_artifacts / log_text / log_dict / a PNG, list_artifacts with directories and sizes,
-download_artifacts, delete, a logged model's ``models/<id>`` location, and a task of a DAG run by
+download_artifacts, delete, a logged model's ``models/<id>`` location (under its run, or its own for a model
+logged without a run), and a task of a DAG run by
 ``dag.test()`` logging into the task's experiment. Bytes land under ``[mltrack] artifact_root``."""
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from pathlib import Path
 import mlflow  # noqa: F401 - first, as user code does: its import registers our entry points
 import pytest
 
-from airflow_mltrack.mlflow.artifacts import MLTrackArtifactRepository, artifact_uri, parse_artifact_uri
+from airflow_mltrack.mlflow.artifacts import (
+    MLTrackArtifactRepository,
+    artifact_uri,
+    parse_artifact_location,
+    parse_artifact_uri,
+)
 from airflow_mltrack.store import TrackingStore
 
 # The smallest valid PNG: 1x1, one red pixel.
@@ -68,6 +74,27 @@ def test_uri_shapes() -> None:
         assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException, match=r"'\.\.'"):
         parse_artifact_uri("mltrack://c/42/artifacts/../../etc")
+    # a logged model no run logged: its own files, under its experiment (project)
+    assert parse_artifact_location("mltrack://c/3/models/m-17/artifacts") == ("c", ("model_id", 17), "")
+    assert parse_artifact_location("mltrack:/3/models/m-17/artifacts/a/b") == (
+        "mltrack_default",
+        ("model_id", 17),
+        "a/b",
+    )
+    assert parse_artifact_location("mltrack://c/42/artifacts/models/m-3") == (
+        "c",
+        ("experiment_id", 42),
+        "models/m-3",
+    )
+    for bad in (
+        "mltrack://c/3/models/17/artifacts",
+        "mltrack://c/3/models/m-0/artifacts",
+        "mltrack://c/3/models/m-1",
+    ):
+        with pytest.raises(MlflowException, match="must be mltrack://"):
+            parse_artifact_location(bad)
+    with pytest.raises(MlflowException, match="logged model's files"):
+        parse_artifact_uri("mltrack://c/3/models/m-17/artifacts")
 
 
 def test_log_list_download_delete(
@@ -227,3 +254,40 @@ def test_sklearn_logged_model_files_land_in_our_storage(
     assert (artifact_root / str(project_id) / run_id / "models" / info.model_id / "MLmodel").is_file()
     loaded = mlflow.sklearn.load_model(f"models:/{info.model_id}")
     assert list(loaded.predict(features)) == [0, 0, 1, 1]
+
+
+def test_model_logged_without_a_run_keeps_its_own_files(
+    mlflow_uri: str, tracking_url: str, artifact_root: Path
+) -> None:
+    """MLflow 3's ``log_model`` outside a run: the model's ``artifact_location`` is its own
+    (``.../<project>/models/<model id>/artifacts``); its files are recorded as the model's (no experiment),
+    stored under ``<root>/<project>/models/<model id>/``, listed, and loaded back by ``models:/``."""
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    info = mlflow.sklearn.log_model(
+        LogisticRegression().fit(features, labels), name="runless", serialization_format="cloudpickle"
+    )
+    assert mlflow.active_run() is None
+    model = mlflow.MlflowClient().get_logged_model(info.model_id)
+    assert model.source_run_id is None
+    project_id = int(model.experiment_id)
+    assert (
+        model.artifact_location == f"mltrack://mltrack_default/{project_id}/models/{info.model_id}/artifacts"
+    )
+    store = TrackingStore.from_url(tracking_url)
+    model_id = int(info.model_id.removeprefix("m-"))
+    rows = {r["path"]: r for r in store.list_artifacts(None, model_id=model_id)}
+    assert {"MLmodel", "model.pkl"} <= set(rows)
+    assert {r["experiment_id"] for r in rows.values()} == {None}
+    stored = artifact_root / str(project_id) / "models" / info.model_id / "MLmodel"
+    assert stored.is_file() and rows["MLmodel"]["checksum"] == _sha(stored.read_bytes())
+    repo = MLTrackArtifactRepository(model.artifact_location)
+    assert "MLmodel" in {f.path for f in repo.list_artifacts()}
+    loaded = mlflow.sklearn.load_model(f"models:/{info.model_id}")
+    assert list(loaded.predict(features)) == [0, 0, 1, 1]
+    repo.delete_artifacts("model.pkl")
+    assert "model.pkl" not in {r["path"] for r in store.list_artifacts(None, model_id=model_id)}
+    assert not (artifact_root / str(project_id) / "models" / info.model_id / "model.pkl").exists()

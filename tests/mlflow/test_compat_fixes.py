@@ -5,6 +5,7 @@ restored / renamed experiments, experiment tags, unknown runs, and which logged 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -29,7 +30,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-def test_logged_model_without_a_run(mlflow_uri, tracking_url):
+def test_logged_model_without_a_run(mlflow_uri, tracking_url, tmp_path, monkeypatch):
     """``source_run_id`` None (the REST layer turns the client's "" into None): a model of the project; an id
     that is not a run of ours is kept as text; metrics logged with the model come back exactly."""
     client = MlflowClient()
@@ -38,8 +39,10 @@ def test_logged_model_without_a_run(mlflow_uri, tracking_url):
     assert model.source_run_id is None and model.experiment_id == exp
     assert (model.params, model.tags, model.model_type) == ({"p": "v"}, {"t": "x"}, "LLM")
     assert model.artifact_location == f"mltrack://mltrack_default/{exp}/models/{model.model_id}/artifacts"
-    with pytest.raises(MlflowException, match="must be mltrack://"):  # lossy: no files without a run
-        get_artifact_repository(model.artifact_location).log_artifact(__file__)
+    monkeypatch.setenv("AIRFLOW__MLTRACK__ARTIFACT_ROOT", f"file://{tmp_path}")
+    get_artifact_repository(model.artifact_location).log_artifact(__file__)  # files of the model's own
+    owned = TrackingStore.from_url(tracking_url).list_artifacts(None, model_id=int(model.model_id[2:]))
+    assert [r["path"] for r in owned] == [Path(__file__).name]
     for status in (LoggedModelStatus.READY, LoggedModelStatus.FAILED):
         assert client.finalize_logged_model(model.model_id, status).status == status
     foreign = client.create_logged_model(exp, source_run_id="123")

@@ -136,6 +136,70 @@ def test_unreadable_dag_hides_its_runs(rest, monkeypatch):
     assert {x["value"] for x in store.latest_metrics(ids["open"])} == {0.6}
 
 
+def test_unreadable_dag_hides_its_logged_models(rest, monkeypatch):
+    """search_logged_models lists no model a run of an unreadable DAG logged; its artifact listing and
+    file download answer 404 as for an unknown model (a model without a run stays visible)."""
+    ids = _seed(rest.tracking_url)
+    admin = MlflowClient()
+    project = admin.get_experiment_by_name("vision").experiment_id
+    made = {
+        name: admin.create_logged_model(project, name=name, source_run_id=source).model_id
+        for name, source in (
+            ("from-open", str(ids["open"])),
+            ("from-hidden", str(ids["hidden"])),
+            ("runless", None),
+        )
+    }
+    every = sorted(m.name for m in admin.search_logged_models([project]))
+    assert every == ["from-hidden", "from-open", "resnet", "runless"]  # resnet: the seeded model
+    headers = dag_reader_headers(monkeypatch, "open_dag")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", headers["Authorization"].removeprefix("Bearer "))
+    viewer = MlflowClient()
+    seen = sorted(m.name for m in viewer.search_logged_models([project]))
+    assert seen == ["from-open", "resnet", "runless"]
+    names, token = [], None
+    while True:  # page by page: the hidden one fills no page
+        page = viewer.search_logged_models([project], max_results=1, page_token=token)
+        names += [m.name for m in page]
+        if not (token := page.token):
+            break
+    assert sorted(names) == seen
+    with pytest.raises(MlflowException) as exc:
+        viewer.get_logged_model(made["from-hidden"])
+    assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    ajax = f"{rest.uri}/ajax-api/2.0/mlflow/logged-models"
+    listing = httpx.get(f"{ajax}/{made['from-hidden']}/artifacts/directories", headers=headers)
+    assert _error(listing) == (404, "RESOURCE_DOES_NOT_EXIST")
+    download = httpx.get(
+        f"{ajax}/{made['from-hidden']}/artifacts/files",
+        params={"artifact_file_path": "MLmodel"},
+        headers=headers,
+    )
+    assert _error(download) == (404, "RESOURCE_DOES_NOT_EXIST")
+    visible = httpx.get(f"{ajax}/{made['runless']}/artifacts/directories", headers=headers)
+    assert visible.status_code == 200 and visible.json().get("files", []) == []
+
+
+def test_unreadable_dag_hides_its_dataset_summaries(rest, monkeypatch):
+    """The web UI's search-datasets reads runs as search_runs does: datasets of hidden runs are not listed."""
+    from mlflow.entities import Dataset, DatasetInput
+
+    ids = _seed(rest.tracking_url)
+    admin = MlflowClient()
+    project = admin.get_experiment_by_name("vision").experiment_id
+    for name in ("open", "hidden"):
+        admin.log_inputs(str(ids[name]), [DatasetInput(Dataset(f"ds-{name}", "dg", "local", "src"))])
+    url = f"{rest.uri}/ajax-api/2.0/mlflow/experiments/search-datasets"
+    every = httpx.post(
+        url, json={"experiment_ids": [project]}, headers={"Authorization": f"Bearer {rest.token()}"}
+    )
+    names = {d["name"] for d in every.json()["dataset_summaries"]}
+    assert names == {"cifar", "ds-hidden", "ds-open"}  # cifar: the seeded runs' own dataset
+    headers = dag_reader_headers(monkeypatch, "open_dag")
+    seen = httpx.post(url, json={"experiment_ids": [project]}, headers=headers)
+    assert {d["name"] for d in seen.json()["dataset_summaries"]} == {"cifar", "ds-open"}
+
+
 def test_admin_writes_a_dag_linked_run(rest):
     client = MlflowClient()
     project = client.create_experiment("linked")

@@ -200,8 +200,15 @@ def test_ui_metric_history_bulk(rest, http):
     assert many.status_code == 400 and "cannot specify more than 20" in many.json()["message"]
     wrong_type = http.post(datasets, json={"experiment_ids": "1"})
     assert wrong_type.status_code == 400 and "experiment_ids" in wrong_type.json()["message"]
-    unserved = http.post(datasets, json={"experiment_ids": [exp_id]})
-    assert unserved.status_code == 501 and unserved.json()["error_code"] == "NOT_IMPLEMENTED"
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    tag = InputTag(key="mlflow.data.context", value="training")
+    client.log_inputs(first, [DatasetInput(Dataset("ds", "dg", "local", "src"), [tag])])
+    summaries = http.post(datasets, json={"experiment_ids": [exp_id]})
+    assert summaries.status_code == 200, summaries.text
+    assert summaries.json()["dataset_summaries"] == [
+        {"experiment_id": exp_id, "name": "ds", "digest": "dg", "context": "training"}
+    ]
 
 
 def test_list_artifacts_endpoint(rest, http):

@@ -1,6 +1,6 @@
 """Artifacts (revision 0007) on SQLite and PostgreSQL: record/upsert, list by directory prefix, get, delete,
-validation naming field and value, the table's own CHECKs, cascade on experiment delete, and the
-revision's downgrade/upgrade round trip."""
+validation naming field and value, the table's own CHECKs, cascade on experiment delete, files owned by a
+logged model instead of an experiment (exactly one owner), and the revision's downgrade/upgrade round trip."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import TrackingStore, migrations
 from airflow_mltrack.store.engine import get_engine
 from airflow_mltrack.store.membership import TaskLink
-from airflow_mltrack.store.tables import artifacts, experiment_tasks, experiments
+from airflow_mltrack.store.tables import artifacts, experiment_tasks, experiments, models
 
 SHA = hashlib.sha256(b"hello").hexdigest()
 
@@ -205,6 +205,74 @@ def test_revision_0007_downgrade_and_upgrade(tracking_url: str) -> None:
     fks = {fk["name"]: fk for fk in inspector.get_foreign_keys("artifacts")}
     assert fks["fk_artifact_experiment"]["options"].get("ondelete", "").upper() == "CASCADE"
     checks = {ck["name"] for ck in inspector.get_check_constraints("artifacts")}
-    assert {"ck_artifacts_path", "ck_artifacts_size_bytes", "ck_artifacts_checksum"} <= checks
+    assert {
+        "ck_artifacts_path",
+        "ck_artifacts_size_bytes",
+        "ck_artifacts_checksum",
+        "ck_artifacts_owner",
+    } <= checks
+    assert fks["fk_artifact_model"]["options"].get("ondelete", "").upper() == "CASCADE"
+    assert fks["fk_artifact_model"]["referred_table"] == "models"
+    uniques = {uq["name"] for uq in inspector.get_unique_constraints("artifacts")}
+    assert {"uq_artifact_experiment_path", "uq_artifact_model_path"} <= uniques
     migrations.upgrade(tracking_url)
     assert [line for line in migrations.check_drift(tracking_url) if "artifact" in line] == []
+
+
+# -- files of a logged model without a run (model_id instead of experiment_id) ---------------------------
+
+
+def test_model_owned_files_record_list_get_delete(store: TrackingStore) -> None:
+    experiment = _experiment(store)
+    model = store.register_model("arts", "logged", "mlflow")
+    row = store.record_artifact(None, "MLmodel", 7, SHA, "text/plain", "file:///m/MLmodel", model_id=model)
+    assert (row["model_id"], row["experiment_id"], row["path"]) == (model, None, "MLmodel")
+    store.record_artifact(None, "code/a.py", 3, SHA, None, "file:///m/code/a.py", model_id=model)
+    _record(store, experiment, "MLmodel")  # the same path of an experiment: another row
+    other = hashlib.sha256(b"again").hexdigest()
+    again = store.record_artifact(None, "MLmodel", 9, other, None, "file:///m/MLmodel", model_id=model)
+    assert again["artifact_id"] == row["artifact_id"] and again["size_bytes"] == 9  # replaced
+    assert _count(store) == 3
+    assert [a["path"] for a in store.list_artifacts(None, model_id=model)] == ["MLmodel", "code/a.py"]
+    assert [a["path"] for a in store.list_artifacts(None, "code", model_id=model)] == ["code/a.py"]
+    assert store.get_artifact(None, "MLmodel", model_id=model)["checksum"] == other
+    assert store.get_artifact(experiment, "MLmodel")["checksum"] == SHA
+    with pytest.raises(NotFoundError, match=f"model {model} has no artifact") as caught:
+        store.get_artifact(None, "nothing", model_id=model)
+    assert (caught.value.field, caught.value.value) == ("path", "nothing")
+    assert [a["path"] for a in store.delete_artifacts(None, "code", model_id=model)] == ["code/a.py"]
+    assert [a["path"] for a in store.list_artifacts(None, model_id=model)] == ["MLmodel"]
+    assert [a["path"] for a in store.list_artifacts(experiment)] == ["MLmodel"]  # untouched
+
+
+def test_exactly_one_owner(store: TrackingStore) -> None:
+    experiment = _experiment(store)
+    model = store.register_model("arts", "logged", "mlflow")
+    with pytest.raises(MLTrackError, match="exactly one") as caught:
+        store.record_artifact(experiment, "a", 1, SHA, None, "file:///a", model_id=model)
+    assert (caught.value.field, caught.value.value) == ("model_id", model)
+    with pytest.raises(MLTrackError, match="exactly one"):
+        store.list_artifacts(None)
+    with pytest.raises(NotFoundError) as caught:
+        store.record_artifact(None, "a", 1, SHA, None, "file:///a", model_id=999)
+    assert (caught.value.field, caught.value.value) == ("model_id", 999)
+    with pytest.raises(MLTrackError) as caught:
+        store.list_artifacts(None, model_id="m-1")  # type: ignore[arg-type]
+    assert (caught.value.field, caught.value.value) == ("model_id", "m-1")
+    assert _count(store) == 0
+    base = {"path": "a.txt", "size_bytes": 1, "checksum": SHA, "storage_uri": "file:///a"}
+    for owners in ({}, {"experiment_id": experiment, "model_id": model}):  # the CHECK, below validation
+        with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+            conn.execute(sa.insert(artifacts).values(base | owners))
+    assert _count(store) == 0
+
+
+def test_cascade_on_model_delete(store: TrackingStore) -> None:
+    model = store.register_model("arts", "logged", "mlflow")
+    keep = store.register_model("arts", "kept", "mlflow")
+    for owner in (model, keep):
+        store.record_artifact(None, "MLmodel", 1, SHA, None, "file:///a", model_id=owner)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(models).where(models.c.model_id == model))
+    assert [a["model_id"] for a in store.list_artifacts(None, model_id=keep)] == [keep]
+    assert _count(store) == 1

@@ -4,6 +4,7 @@ injection attempts find nothing and change nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -389,3 +390,49 @@ def test_tag_injection_finds_nothing_and_changes_nothing(
     except SearchError:
         pass  # refused before any SQL: as good
     assert found(store, "tags.base IS NOT NULL") == {i for i, f in seeded.items() if f["tagged"]}
+
+
+# -- the MLflow tie-break (the MLflow adapter's run order) ----------------------------------------------
+
+
+def test_mlflow_tiebreak_orders_ties_by_start_time_then_id_as_text(store: TrackingStore) -> None:
+    """``tiebreak="mlflow"``: rows equal on every key by start time (newest first), then by id as text
+    ('10' < '2'), as MLflow's SQL store orders runs; every page, read from either end, agrees."""
+    dataset = store.register_dataset("ties", "d", "Tabular")
+    model = store.register_model("ties", "m", "PyTorch")
+    same = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    starts = [same] * 11 + [same + dt.timedelta(hours=1), same - dt.timedelta(hours=1)]
+    ids = []
+    for i, start in enumerate(starts):
+        ids.append(store.create_experiment("ties", f"run-{i}", model, dataset, start_time=start))
+        if i % 2:
+            store.set_status(ids[-1], "Running")
+    start_of = dict(zip(ids, starts, strict=True))
+    assert max(ids) >= 10  # ids of two digits: text order differs from number order
+    mlflow_order = sorted(ids, key=lambda i: (-start_of[i].timestamp(), str(i)))
+    assert mlflow_order != sorted(ids, key=lambda i: (-start_of[i].timestamp(), -i))
+
+    def page_of(**more: Any) -> list[int]:
+        return [row["experiment_id"] for row in experiment_page(store, ExperimentFilter(**more))["items"]]
+
+    assert page_of(order_by=("attributes.start_time DESC",), tiebreak="mlflow", limit=50) == mlflow_order
+    assert page_of(tiebreak="mlflow", limit=50) == mlflow_order  # no key: the tie-break alone
+    pages = [
+        page_of(order_by=("start_time DESC",), tiebreak="mlflow", limit=4, offset=offset)
+        for offset in range(0, len(ids), 4)
+    ]
+    assert [i for page in pages for i in page] == mlflow_order  # deep pages are read from the end
+    assert page_of(tiebreak="mlflow", limit=4, from_end=True) == mlflow_order[-4:]
+    by_status = sorted(ids, key=lambda i: (ids.index(i) % 2 == 0, -start_of[i].timestamp(), str(i)))
+    assert page_of(order_by=("attributes.status DESC",), tiebreak="mlflow", limit=50) == by_status
+    ascending = sorted(ids, key=lambda i: (start_of[i].timestamp(), str(i)))  # start time a key: no second
+    assert page_of(order_by=("attributes.start_time ASC",), tiebreak="mlflow", limit=50) == ascending
+    for i in ids:
+        store.log_metrics(i, {"acc": 0.5 if i % 3 else 0.9}, evaluation_set="test")
+    by_metric = sorted(ids, key=lambda i: (-(0.5 if i % 3 else 0.9), -start_of[i].timestamp(), str(i)))
+    assert page_of(order_by=("metrics.acc DESC",), tiebreak="mlflow", limit=50) == by_metric
+    # ours is unchanged: ties newest (highest id) first
+    ours = sorted(ids, key=lambda i: (-start_of[i].timestamp(), -i))
+    assert page_of(order_by=("attributes.start_time DESC",), limit=50) == ours
+    with pytest.raises(MLTrackError, match="tiebreak"):
+        experiment_page(store, ExperimentFilter(tiebreak="text"))

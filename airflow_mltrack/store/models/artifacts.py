@@ -1,4 +1,5 @@
-"""Artifacts (revision 0007): one row per file an experiment logged; the bytes live in object storage."""
+"""Artifacts (revision 0007): one row per file an experiment or a logged model (without a run) logged; the
+bytes live in object storage."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ ARTIFACT_PATH_CHECK = (
     "AND path NOT LIKE '../%' AND path NOT LIKE '%/../%' AND path NOT LIKE '%/..'"
 )
 
+#: Exactly one owner: an experiment or a logged model.
+ARTIFACT_OWNER_CHECK = (
+    "(experiment_id IS NOT NULL AND model_id IS NULL) OR (experiment_id IS NULL AND model_id IS NOT NULL)"
+)
+
 
 def _hex64(column: str) -> str:
     stripped = column
@@ -37,13 +43,15 @@ def _hex64(column: str) -> str:
 
 
 class Artifact(Base):
-    """A file logged by an experiment: ``path`` relative to the experiment, the full ``storage_uri`` written,
-    its size and sha256 ``checksum``. Logging the same path again replaces the row."""
+    """A file logged by an experiment or by a model no run logged (exactly one of ``experiment_id`` and
+    ``model_id``): ``path`` relative to that owner, the full ``storage_uri`` written, its size and sha256
+    ``checksum``. Logging the same path again replaces the row."""
 
     __tablename__ = "artifacts"
 
     artifact_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    experiment_id: Mapped[int | None] = mapped_column(Integer)
+    model_id: Mapped[int | None] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(ARTIFACT_PATH_LEN), nullable=False)
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     checksum: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -60,7 +68,10 @@ class Artifact(Base):
             name="fk_artifact_experiment",
             ondelete="CASCADE",
         ),
+        ForeignKeyConstraint(["model_id"], ["models.model_id"], name="fk_artifact_model", ondelete="CASCADE"),
         UniqueConstraint("experiment_id", "path", name="uq_artifact_experiment_path"),
+        UniqueConstraint("model_id", "path", name="uq_artifact_model_path"),
+        CheckConstraint(ARTIFACT_OWNER_CHECK, name="ck_artifacts_owner"),
         CheckConstraint(ARTIFACT_PATH_CHECK, name="ck_artifacts_path"),
         CheckConstraint("size_bytes >= 0", name="ck_artifacts_size_bytes"),
         CheckConstraint(_hex64("checksum"), name="ck_artifacts_checksum"),

@@ -20,7 +20,15 @@ from airflow_mltrack.store.base import float_rows, rows
 from airflow_mltrack.store.models import EVALUATION_SETS, EXPERIMENT_STATUSES
 from airflow_mltrack.store.reads.experiment_columns import MAX_COLUMNS, attach_columns, column_choices
 from airflow_mltrack.store.reads.experiment_order import page_ids, page_window
-from airflow_mltrack.store.search import Compiler, Key, OrderKey, parse_columns, parse_filter, parse_order_by
+from airflow_mltrack.store.search import (
+    TIEBREAKS,
+    Compiler,
+    Key,
+    OrderKey,
+    parse_columns,
+    parse_filter,
+    parse_order_by,
+)
 from airflow_mltrack.store.visibility import distinct_values, only_readable, readable
 
 if TYPE_CHECKING:
@@ -46,7 +54,9 @@ class ExperimentFilter:
     the other fields; ``order_by``: its order-by clauses (``metrics.test.accuracy DESC``); ``sort`` is the
     older ``(evaluation_set, metric name)`` form with ``order``; neither: newest first. ``columns``: keys
     whose values each row carries in ``columns``. ``lifecycle``: ``active`` (default: deleted experiments
-    hidden), ``deleted`` or ``all``."""
+    hidden), ``deleted`` or ``all``. ``tiebreak``: the order of rows equal on every key, ``newest`` (id
+    descending) or ``mlflow`` (start time descending, then the id as text ascending: MLflow's run order,
+    for the MLflow adapter)."""
 
     project: str | None = None
     status: str | None = None
@@ -65,6 +75,7 @@ class ExperimentFilter:
     order_by: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
     lifecycle: str = "active"
+    tiebreak: str = "newest"
 
 
 class ExperimentPage(TypedDict):
@@ -118,6 +129,7 @@ def experiment_page(
 
     conditions: list[Any] = []
     lifecycle = v.choice("lifecycle", where.lifecycle, LIFECYCLES)
+    tiebreak = v.choice("tiebreak", where.tiebreak, TIEBREAKS)
     if lifecycle != "all":
         deleted = experiments.c.deleted_at
         conditions.append(deleted.is_(None) if lifecycle == "active" else deleted.is_not(None))
@@ -161,18 +173,18 @@ def experiment_page(
     if len(column_keys) > MAX_COLUMNS:
         raise MLTrackError("columns", len(column_keys), f"at most {MAX_COLUMNS} columns")
     with store.read() as conn:
-        compiler = Compiler(store, conn)
+        compiler = Compiler(store, conn, tiebreak=tiebreak)
         if node is not None:
             conditions.append(compiler.condition(node))
         capped = filtered(select(experiments.c.experiment_id)).limit(COUNT_CAP + 1).subquery()
         counted = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
         known = counted if counted <= COUNT_CAP else None
         window = (known, offset, limit, where.from_end)
-        if keys:
+        if keys or tiebreak != "newest":
             page = page_ids(store, conn, compiler, filtered, keys, window)
             chosen = store.experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
             by_id = {r["experiment_id"]: r for r in rows(conn.execute(chosen))}
-            one_metric = len(keys) == 1 and keys[0].key.entity == "metrics"
+            one_metric = len(keys) == 1 and keys[0].key.entity == "metrics" and tiebreak == "newest"
             items = [{**by_id[i], **({"sort_value": v} if one_metric else {})} for i, v in page if i in by_id]
             if one_metric:
                 float_rows(items, ("sort_value",))

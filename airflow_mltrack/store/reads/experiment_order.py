@@ -48,13 +48,14 @@ def page_ids(
     keys: list[OrderKey],
     window: tuple[int | None, int, int, bool],
 ) -> list[tuple[int, float | None]]:
-    """(experiment_id, sort value) of one page; ``window`` = (total or None, offset, limit, from_end) as
-    :func:`page_window` takes it. The sort value is the first key's final metric value when that key is a
-    metric, else None."""
+    """(experiment_id, sort value) of one page, in the ``compiler``'s order (its tie-break included);
+    ``window`` = (total or None, offset, limit, from_end) as :func:`page_window` takes it. The sort value is
+    the metric's final value when the only key is a metric and the tie-break ours (a walk of its index),
+    else None."""
     reverse, start, count = page_window(*window)
     if count <= 0:
         return []
-    if keys and keys[0].key.entity == "metrics" and len(keys) == 1:
+    if keys and keys[0].key.entity == "metrics" and len(keys) == 1 and compiler.tiebreak == "newest":
         key = keys[0]
         found = _metric_walk(
             store,

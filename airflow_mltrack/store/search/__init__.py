@@ -19,10 +19,11 @@ from airflow_mltrack.store.search.grammar import (
     parse_order_by,
 )
 from airflow_mltrack.store.search.keys import Key
-from airflow_mltrack.store.search.sql import Compiler
+from airflow_mltrack.store.search.sql import TIEBREAKS, Compiler
 
 __all__ = [
     "SYNTAX_HINT",
+    "TIEBREAKS",
     "BoolOp",
     "Comparison",
     "Compiler",

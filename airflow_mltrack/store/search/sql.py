@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.store import tables
 from airflow_mltrack.store.search import keys as k
 from airflow_mltrack.store.search.grammar import BoolOp, Comparison, Node, OrderKey, SearchError
@@ -45,13 +46,21 @@ RELATED_TABLES = {
     "datasets": (tables.datasets, "dataset_id", {"name": "name", "version": "version", "type": "data_type"}),
     "models": (tables.models, "model_id", {"name": "name", "version": "version", "framework": "framework"}),
 }
+#: How rows equal on every order-by key are ordered: ``newest`` (ours: experiment id descending) or
+#: ``mlflow`` (MLflow's SQL store: start time newest first unless a key is the start time, then the run id
+#: as text ascending, so run ``10`` comes before run ``2``).
+TIEBREAKS = ("newest", "mlflow")
 
 
 class Compiler:
     """Compiles nodes of one request; resolves ``metrics.<name>`` to a split once per name."""
 
-    def __init__(self, store: TrackingStore, conn: Connection, field: str = "filter") -> None:
-        self.store, self.conn, self.field = store, conn, field
+    def __init__(
+        self, store: TrackingStore, conn: Connection, field: str = "filter", tiebreak: str = "newest"
+    ) -> None:
+        if tiebreak not in TIEBREAKS:
+            raise MLTrackError("tiebreak", tiebreak, f"must be one of {', '.join(TIEBREAKS)}")
+        self.store, self.conn, self.field, self.tiebreak = store, conn, field, tiebreak
         self.postgres = store.is_postgres
         self._splits: dict[str, str] = {}
 
@@ -347,14 +356,21 @@ class Compiler:
         return self.attribute(key.name)
 
     def order_by(self, keys: list[OrderKey], reverse: bool = False) -> list[Any]:
-        """ORDER BY terms: each key (missing values last), then newest first. ``reverse``: the exact
-        opposite order (a deep page read from the end)."""
+        """ORDER BY terms: each key (missing values last), then the tie-break (:data:`TIEBREAKS`).
+        ``reverse``: the exact opposite order (a deep page read from the end)."""
         terms = []
         for order in keys:
             expression = self.order_expression(order.key)
             descending = order.descending != reverse
             term = expression.desc() if descending else expression.asc()
             terms.append(term.nulls_first() if reverse else term.nulls_last())
+        if self.tiebreak == "mlflow":
+            if not any(o.key.entity == "attributes" and o.key.name == "start_time" for o in keys):
+                start = experiments.c.start_time
+                terms.append(start.asc() if reverse else start.desc())
+            run_id = cast(experiments.c.experiment_id, Text)
+            terms.append(run_id.desc() if reverse else run_id.asc())
+            return terms
         newest = experiments.c.experiment_id
         terms.append(newest.asc() if reverse else newest.desc())
         return terms
