@@ -24,7 +24,16 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "ingest_bench": ("--rows", "--rounds", "--batch-rows", "--json"),
     "task_bench": ("--tasks", "--json"),
     "pgbouncer_bench": ("--tasks", "--points", "--pool-size", "--json"),
-    "celery_bench": ("--tasks", "--points", "--concurrency", "--pause", "--no-kill", "--json"),
+    "celery_bench": (
+        "--tasks",
+        "--points",
+        "--concurrency",
+        "--pause",
+        "--no-kill",
+        "--pgbouncer",
+        "--pool-size",
+        "--json",
+    ),
     "backfill_bench": ("--days", "--metrics", "--skip-postgres", "--json"),
     "ui_bench": ("--experiments", "--metrics", "--repeat", "--explain", "--growth", "--json"),
     "partition_bench": (

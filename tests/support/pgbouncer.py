@@ -188,6 +188,13 @@ class PgBouncerServer:
             host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname, connect_timeout=10, **kwargs
         )
 
+    def admin(self, command: str) -> list[dict[str, object]]:
+        """Rows of an admin console command (``SHOW STATS``, ``SHOW POOLS``; simple query protocol)."""
+        with self.connect("pgbouncer", cursor_factory=psycopg.ClientCursor) as conn:
+            cursor = conn.execute(command)
+            names = [column.name for column in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def log_tail(self, lines: int = 30) -> str:
         if self.base_dir is None:
             return ""
