@@ -386,9 +386,17 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
             offset=offset,
             order="desc",
             lifecycle=lifecycle,
-            tiebreak="mlflow",
+            tiebreak=_tiebreak(order_by),
         )
         page = experiment_page(self.tracking, where, self.visible_dag_ids)
         runs = self._runs([int(item["experiment_id"]) for item in page["items"]], page["items"])
         more = offset + len(runs) < page["total"] or (not page["total_exact"] and len(runs) == limit)
         return runs, (str(offset + len(runs)) if more and runs else None)
+
+
+def _tiebreak(order_by: Any) -> str:
+    """MLflow's order on ties (start_time newest first, then the run id as text) unless a metric orders
+    the page: then ties go newest id first, which keeps the index walk on ``metric_latest`` that stops
+    after the page (MLflow's text tie-break made PostgreSQL sort every match: 37 -> 391 ms at 100k runs)."""
+    keys = [str(k).strip().lower() for k in order_by or ()]
+    return "newest" if any(k.startswith(("metrics.", "metric.", "`metrics`")) for k in keys) else "mlflow"
