@@ -118,10 +118,36 @@ def routes(ids) -> list[str]:
                 f"/{ids['project']}/{e}/artifacts/notes.txt",
             )
         ),
+        f"/mltrack/mlflow/get-artifact?run_id={e}&path=notes.txt",
         "/mltrack/openapi.json",
         "/mltrack/static/mltrack.css",
         "/mltrack/static/vendor/uplot-1.6.32/uPlot.iife.min.js",
     ]
+
+
+def auth_only_routes(ids) -> list[tuple[str, str]]:
+    """Routes whose signed-in answer here is the route's own refusal, not 200 (no model registry, no such
+    logged model, an empty upload): checked for authentication only."""
+    e = ids["baseline"]
+    return [
+        ("GET", "/mltrack/mlflow/model-versions/get-artifact?name=m&version=1&path=x"),
+        ("GET", "/mltrack/mlflow//model-versions/get-artifact?name=m&version=1&path=x"),
+        (
+            "GET",
+            "/mltrack/mlflow/ajax-api/2.0/mlflow/logged-models/m-999999/artifacts/files?artifact_file_path=x",
+        ),
+        ("POST", f"/mltrack/mlflow/ajax-api/2.0/mlflow/upload-artifact?run_uuid={e}&path=x.txt"),
+    ]
+
+
+def _matching(served: set, path: str) -> set:
+    """The app's route paths that ``path`` (an /mltrack URL) is served by."""
+    route_path = path.split("?")[0].removeprefix("/mltrack")
+    return {
+        candidate
+        for candidate in served
+        if candidate and re.fullmatch(re.sub(r"\{[^}:]+(:path)?\}", ".+", candidate), route_path)
+    }
 
 
 def test_every_route_needs_a_signed_in_user(client, admin, ids):
@@ -135,10 +161,16 @@ def test_every_route_needs_a_signed_in_user(client, admin, ids):
         assert bad.status_code in (401, 403), path
         ok = client.get(path, headers=admin)
         assert ok.status_code == 200, (path, ok.status_code, ok.text[:500])
-        route_path = path.split("?")[0].removeprefix("/mltrack")
-        for candidate in served:
-            if candidate and re.fullmatch(re.sub(r"\{[^}:]+(:path)?\}", ".+", candidate), route_path):
-                checked.add(candidate)
+        checked |= _matching(served, path)
+    for method, path in auth_only_routes(ids):
+        assert client.request(method, path).status_code == 401, path
+        assert client.request(method, path, headers={"Authorization": "Bearer not-a-jwt"}).status_code in (
+            401,
+            403,
+        )
+        signed_in = client.request(method, path, headers=admin)
+        assert signed_in.status_code not in (401, 403), (path, signed_in.status_code, signed_in.text[:300])
+        checked |= _matching(served, path)
     assert served - checked <= {None}, f"routes without a check: {served - checked}"
 
 
