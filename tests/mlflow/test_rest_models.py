@@ -11,26 +11,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, 
 from mlflow.exceptions import MlflowException
 
 from airflow_mltrack.store import TrackingStore
-from tests.mlflow.rest_server import serve
 from tests.plugins.conftest import dag_reader_headers
-
-
-@pytest.fixture
-def rest(tracking_url, tmp_path, monkeypatch):
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
-    with serve(tracking_url, tmp_path) as server:
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token())
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        mlflow.tracking.fluent._active_experiment_id = None
-        mlflow.set_tracking_uri(server.uri)
-        yield server
-        while mlflow.active_run():
-            mlflow.end_run()
-        mlflow.tracking.fluent._active_experiment_id = None
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        mlflow.set_tracking_uri(None)
 
 
 def test_delete_and_restore_run(rest):
