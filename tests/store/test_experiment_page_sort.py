@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from airflow_mltrack.errors import MLTrackError
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.reads.experiment_list import ExperimentFilter, experiment_page, metric_keys
 from airflow_mltrack.store.reads.lineage import lineage
@@ -65,10 +66,50 @@ def test_every_page_matches_a_python_sort(store, seeded, order, project, limit):
                 assert math.isnan(item["sort_value"])
             else:
                 assert item["sort_value"] == value
+        assert page["more"] == (offset + limit < len(want))
         offset += limit
         if offset >= len(want):
             break
     assert got == want
+
+
+@pytest.mark.parametrize("limit", [1, 4, 25])
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"sort": ("validation", "acc"), "order": "asc"},  # the walk of the metric's index
+        {"order_by": ("metrics.validation.acc DESC", "attributes.name ASC")},  # the general ORDER BY
+        {},  # newest first
+        {"search": "metrics.validation.acc > 0.2", "tiebreak": "mlflow"},
+    ],
+)
+def test_uncounted_pages_are_the_counted_ones_and_know_if_more_follow(store, seeded, how, limit):
+    """``count=False`` (the MLflow adapter's pages): no total, the same rows, ``more`` from one row past
+    the page; ``labels=False`` leaves the label list out."""
+    counted: list[int] = []
+    uncounted: list[int] = []
+    offset = 0
+    while True:
+        page = experiment_page(store, ExperimentFilter(limit=limit, offset=offset, **how))
+        bare = experiment_page(
+            store, ExperimentFilter(limit=limit, offset=offset, count=False, labels=False, **how)
+        )
+        assert bare["total"] is None and not bare["total_exact"]
+        assert [i["experiment_id"] for i in bare["items"]] == [i["experiment_id"] for i in page["items"]]
+        assert bare["more"] == page["more"] == (offset + len(page["items"]) < page["total"])
+        assert all("tags" not in i for i in bare["items"]) and all("tags" in i for i in page["items"])
+        counted += [i["experiment_id"] for i in page["items"]]
+        uncounted += [i["experiment_id"] for i in bare["items"]]
+        if not bare["more"]:
+            break
+        offset += limit
+    assert uncounted == counted and len(counted) == page["total"] > 0
+
+
+def test_a_page_from_the_end_needs_the_count(store, seeded):
+    with pytest.raises(MLTrackError) as raised:
+        experiment_page(store, ExperimentFilter(from_end=True, count=False))
+    assert raised.value.field == "from_end"
 
 
 def test_metric_keys_follow_project_and_visibility(store, seeded):

@@ -56,7 +56,9 @@ class ExperimentFilter:
     whose values each row carries in ``columns``. ``lifecycle``: ``active`` (default: deleted experiments
     hidden), ``deleted`` or ``all``. ``tiebreak``: the order of rows equal on every key, ``newest`` (id
     descending) or ``mlflow`` (start time descending, then the id as text ascending: MLflow's run order,
-    for the MLflow adapter)."""
+    for the MLflow adapter). ``count``: False skips the count of every match (``total`` None; the page
+    reads one row more to tell ``more``: the MLflow adapter, whose pages need no total). ``labels``: False
+    leaves the rows without their ``tags`` list (a caller that reads tags with their values itself)."""
 
     project: str | None = None
     status: str | None = None
@@ -76,14 +78,18 @@ class ExperimentFilter:
     columns: tuple[str, ...] = ()
     lifecycle: str = "active"
     tiebreak: str = "newest"
+    count: bool = True
+    labels: bool = True
 
 
 class ExperimentPage(TypedDict):
     """One page of experiment rows (those of ``store.experiment_query()`` with ``tags``, ``columns``, and
-    ``sort_value`` when sorted by one metric), the count of every match and the columns' descriptions."""
+    ``sort_value`` when sorted by one metric), the count of every match (None when not counted), whether
+    rows follow the page, and the columns' descriptions."""
 
-    total: int
+    total: int | None
     total_exact: bool
+    more: bool
     limit: int
     offset: int
     from_end: bool
@@ -176,13 +182,20 @@ def experiment_page(
         compiler = Compiler(store, conn, tiebreak=tiebreak)
         if node is not None:
             conditions.append(compiler.condition(node))
-        capped = filtered(select(experiments.c.experiment_id)).limit(COUNT_CAP + 1).subquery()
-        counted = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
-        known = counted if counted <= COUNT_CAP else None
-        window = (known, offset, limit, where.from_end)
+        counted: int | None = None
+        if where.count:
+            capped = filtered(select(experiments.c.experiment_id)).limit(COUNT_CAP + 1).subquery()
+            counted = int(conn.execute(select(func.count()).select_from(capped)).scalar_one())
+        elif where.from_end:
+            raise MLTrackError("from_end", True, "a page read from the end needs the count (count=True)")
+        known = counted if counted is not None and counted <= COUNT_CAP else None
+        # Not counted: one row past the page tells whether more follow.
+        window = (known, offset, limit if where.count else limit + 1, where.from_end)
         if keys or tiebreak != "newest":
             page = page_ids(store, conn, compiler, filtered, keys, window)
-            chosen = store.experiment_query().where(experiments.c.experiment_id.in_([i for i, _ in page]))
+            chosen = store.experiment_query().where(
+                store.id_in(experiments.c.experiment_id, [i for i, _ in page])
+            )
             by_id = {r["experiment_id"]: r for r in rows(conn.execute(chosen))}
             one_metric = len(keys) == 1 and keys[0].key.entity == "metrics" and tiebreak == "newest"
             items = [{**by_id[i], **({"sort_value": v} if one_metric else {})} for i, v in page if i in by_id]
@@ -196,14 +209,22 @@ def experiment_page(
             query = (query.where(and_(*conditions)) if conditions else query).order_by(id_order)
             items = rows(conn.execute(query.limit(count).offset(start))) if count > 0 else []
             items = items[::-1] if reverse else items
+        more = len(items) > limit
+        items = items[:limit]
         described = attach_columns(store, conn, compiler, items, column_keys)
-    _attach_tags(store, items)
+    if where.labels:
+        _attach_tags(store, items)
     from_end = where.from_end
     if from_end and known is not None:  # a known total: the page's offset from the start
         offset, from_end = max(known - offset - len(items), 0), False
+    if from_end:  # counted from the end: rows follow unless the page ends at the last one
+        more = offset > 0
+    elif counted is not None:
+        more = offset + len(items) < counted or (known is None and len(items) == limit)
     return {
-        "total": min(counted, COUNT_CAP),
+        "total": None if counted is None else min(counted, COUNT_CAP),
         "total_exact": known is not None,
+        "more": more,
         "limit": limit,
         "offset": offset,
         "from_end": from_end,
@@ -222,7 +243,10 @@ def _attach_tags(store: TrackingStore, items: list[dict[str, Any]]) -> None:
     query = (
         select(tag_assignments.c.entity_id, tags.c.name)
         .join(tags, tags.c.tag_id == tag_assignments.c.tag_id)
-        .where(tag_assignments.c.entity_type == "experiment", tag_assignments.c.entity_id.in_(list(by_id)))
+        .where(
+            tag_assignments.c.entity_type == "experiment",
+            store.id_in(tag_assignments.c.entity_id, list(by_id)),
+        )
         .order_by(tags.c.name)
     )
     with store.read() as conn:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import select
 
-from airflow_mltrack.store import metric_summary, tables
+from airflow_mltrack.store import tables
 from airflow_mltrack.store import validation as v
-from airflow_mltrack.store.base import float_rows, rows
+from airflow_mltrack.store.base import as_float, rows
 
 if TYPE_CHECKING:
     from airflow_mltrack.store import TrackingStore
@@ -26,11 +26,13 @@ tags_t, tag_assignments, datasets = tables.tags, tables.tag_assignments, tables.
 
 # Bound parameters per IN list: well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
+#: The ``metric_latest`` columns of a run's final values (RunRecord.latest).
+_LATEST = ("experiment_id", "name", "evaluation_set", "step", "value")
 
 
 class RunRecord(TypedDict):
     """One experiment as ``get_experiment`` (without its label list), ``tag_values`` and
-    ``latest_metrics`` give it."""
+    ``latest_metrics`` give it (each final value with its name, split and step only)."""
 
     row: dict[str, Any]
     tags: dict[str, str | None]
@@ -53,12 +55,14 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
         yield ids[i : i + _CHUNK]
 
 
-def _tags(conn: Any, entity_type: str, ids: Sequence[int]) -> dict[int, dict[str, str | None]]:
+def _tags(
+    store: TrackingStore, conn: Any, entity_type: str, ids: Sequence[int]
+) -> dict[int, dict[str, str | None]]:
     found: dict[int, dict[str, str | None]] = {i: {} for i in ids}
     query = (
         select(tag_assignments.c.entity_id, tags_t.c.name, tag_assignments.c.value)
         .join(tags_t, tags_t.c.tag_id == tag_assignments.c.tag_id)
-        .where(tag_assignments.c.entity_type == entity_type, tag_assignments.c.entity_id.in_(ids))
+        .where(tag_assignments.c.entity_type == entity_type, store.id_in(tag_assignments.c.entity_id, ids))
         .order_by(tag_assignments.c.entity_id, tags_t.c.name)
     )
     for entity_id, name, value in conn.execute(query):
@@ -73,7 +77,7 @@ def experiment_rows(store: TrackingStore, experiment_ids: Iterable[int]) -> dict
     found: dict[int, dict[str, Any]] = {}
     with store.read() as conn:
         for chunk in _chunks(ids):
-            query = store.experiment_query().where(experiments.c.experiment_id.in_(chunk))
+            query = store.experiment_query().where(store.id_in(experiments.c.experiment_id, chunk))
             found.update({r["experiment_id"]: r for r in rows(conn.execute(query))})
     return found
 
@@ -92,16 +96,27 @@ def run_records(
             by_id = {i: given[i] for i in chunk if i in given}
             missing = [i for i in chunk if i not in given]
             if missing:
-                query = store.experiment_query().where(experiments.c.experiment_id.in_(missing))
+                query = store.experiment_query().where(store.id_in(experiments.c.experiment_id, missing))
                 by_id.update({r["experiment_id"]: r for r in rows(conn.execute(query))})
             present = [i for i in chunk if i in by_id]
             if not present:
                 continue
-            tag_map = _tags(conn, "experiment", present)
+            tag_map = _tags(store, conn, "experiment", present)
             latest: dict[int, list[dict[str, Any]]] = {i: [] for i in present}
-            query = metric_summary.latest_query().where(metric_latest.c.experiment_id.in_(present))
-            for r in float_rows(rows(conn.execute(query)), null_is_nan=True):
-                latest[r["experiment_id"]].append(r)
+            # Only the columns a Run shows, read as tuples: a 100-run page has 1,000 of these rows, and
+            # whole rows turned into dicts cost 12 ms of a 40 ms search (3 ms so).
+            query = select(*(metric_latest.c[name] for name in _LATEST)).where(
+                store.id_in(metric_latest.c.experiment_id, present)
+            )
+            for experiment_id, name, split, step, value in conn.execute(query):
+                latest[experiment_id].append(
+                    {
+                        "name": name,
+                        "evaluation_set": split,
+                        "step": step,
+                        "value": as_float(value, null_is_nan=True),
+                    }
+                )
             for i in present:
                 ordered = sorted(latest[i], key=lambda r: (r["evaluation_set"], r["name"]))
                 found[i] = RunRecord(row=by_id[i], tags=tag_map[i], latest=ordered)
@@ -118,10 +133,10 @@ def dataset_records(store: TrackingStore, dataset_ids: Iterable[int]) -> dict[in
         for chunk in _chunks(ids):
             by_id = {
                 r["dataset_id"]: r
-                for r in rows(conn.execute(select(datasets).where(datasets.c.dataset_id.in_(chunk))))
+                for r in rows(conn.execute(select(datasets).where(store.id_in(datasets.c.dataset_id, chunk))))
             }
             present = [i for i in chunk if i in by_id]
             if present:
-                tag_map = _tags(conn, "dataset", present)
+                tag_map = _tags(store, conn, "dataset", present)
                 found.update({i: DatasetRecord(row=by_id[i], tags=tag_map[i]) for i in present})
     return found
