@@ -361,6 +361,20 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
         """Through our search language (MLflow's syntax); page tokens are offsets."""
         if not experiment_ids:
             return [], None
+        with self.tracking.read():  # one pool checkout for every read of the search
+            return self._search_page(
+                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+            )
+
+    def _search_page(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: list[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
         lifecycle = {ViewType.DELETED_ONLY: "deleted", ViewType.ALL: "all"}.get(run_view_type, "active")
         names = sorted({self._project(e)["name"] for e in experiment_ids})
         project = None

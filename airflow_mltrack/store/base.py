@@ -86,6 +86,7 @@ class StoreBase:
         self.dialect = engine.dialect.name
         self._check_revision = check_revision
         self.redaction = DEFAULT_POLICY if redaction is None else redaction
+        self._reading = threading.local()  # the read connection this thread holds open, if any
 
     @property
     def is_postgres(self) -> bool:
@@ -109,9 +110,19 @@ class StoreBase:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reads (autocommit, see :func:`read_connection`)."""
+        """A connection for reads (autocommit, see :func:`read_connection`). Inside another ``read()`` of
+        this store in the same thread: that one, so a caller can make a request's several reads cost one
+        pool checkout (and its ping) by holding a read around them."""
+        held = getattr(self._reading, "conn", None)
+        if held is not None:
+            yield held
+            return
         with read_connection(self.engine) as conn:
-            yield conn
+            self._reading.conn = conn
+            try:
+                yield conn
+            finally:
+                self._reading.conn = None
 
     # -- dialect-aware filters ----------------------------------------------------------------------
     def finite(self, column: Any) -> Any:

@@ -101,6 +101,7 @@ def test_search_runs_reads_a_page_in_a_few_statements(mlflow_uri, tracking_url):
     }
     client.log_batch(ids[0], metrics=[Metric("nan", math.nan, 0, 1), Metric("inf", -math.inf, 0, 2)])
     client.create_run(first, run_name="bare")
+    client.set_terminated(ids[1], "KILLED")  # an end time and another status in the info
     for run in client.search_runs([first], max_results=30):  # the REST JSON, built as protobuf prints it
         printed = json.loads(message_to_json(_run_proto(run), pretty=False))
         assert run_dict(run, _fix_info) == printed
