@@ -61,7 +61,7 @@ from mlflow.utils.validation import (
 from airflow_mltrack.mlflow import mapping as m
 from airflow_mltrack.mlflow.rest import ARTIFACT_URI, Call, handles
 from airflow_mltrack.mlflow.rest import invalid as _invalid
-from airflow_mltrack.mlflow.rest_json import run_dict
+from airflow_mltrack.mlflow.rest_json import run_json
 from airflow_mltrack.store.artifacts import artifact_children
 
 #: ``AbstractStore`` methods whose default silently does nothing: not overridden = not implemented.
@@ -78,6 +78,10 @@ def _run_proto(run: Any) -> Any:
     proto = run.to_proto()
     _fix_info(proto.info)
     return proto
+
+
+def _run_json(info: Any, metrics: Any, params: Any, tags: Any, io: Any) -> dict[str, Any]:
+    return run_json(info, metrics, params, tags, io, _fix_info)
 
 
 def _fix_info(info: Any) -> Any:
@@ -224,6 +228,7 @@ def search_runs(call: Call) -> Any:
     msg = call.message  # max_results <= MAX_SEARCH_RUNS_RESULTS: rest_schema
     view_type = ViewType.from_proto(msg.run_view_type) if call.has("run_view_type") else ViewType.ACTIVE_ONLY
     call.adapter.visible_dag_ids = call.access.visible_dag_ids  # runs of unreadable DAGs: not listed
+    call.adapter.render_run = _run_json  # each run as its JSON object, with no Run entity in between
     runs = call.adapter.search_runs(
         experiment_ids=list(msg.experiment_ids),
         filter_string=msg.filter,
@@ -234,7 +239,7 @@ def search_runs(call: Call) -> Any:
     )
     response: dict[str, Any] = {}  # SearchRuns.Response's JSON, built directly (rest_json)
     if runs:
-        response["runs"] = [run_dict(r, _fix_info) for r in runs]
+        response["runs"] = list(runs)
     if runs.token:
         response["next_page_token"] = runs.token
     return response

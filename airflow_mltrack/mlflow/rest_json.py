@@ -55,29 +55,33 @@ def _info_dict(info: Any, fix_info: Any) -> dict[str, Any]:
     return found
 
 
-def run_dict(run: Any, fix_info: Any) -> dict[str, Any]:
-    """``run`` (an ``mlflow.entities.Run``) as its message's JSON object; ``fix_info`` edits the info
-    message (the REST artifact URI) before it is printed. The info is written directly (the printer took
-    a sixth of a 100-run search), inputs and outputs (rarer, nested) through the printer."""
-    proto = ProtoRun()
-    if run.inputs:
-        proto.inputs.MergeFrom(run.inputs.to_proto())
-    if run.outputs:
-        proto.outputs.MergeFrom(run.outputs.to_proto())
-    found = {"info": _info_dict(run.info, fix_info), **_message_dict(proto)}
+def run_json(
+    info: Any,
+    metrics: list[dict[str, Any]],
+    params: dict[str, str],
+    tags: dict[str, str],
+    io: Any,
+    fix_info: Any,
+) -> dict[str, Any]:
+    """A run's message JSON from its parts: ``info`` (RunInfo's attributes), ``metrics`` (``key``, ``value``,
+    ``timestamp``, ``step`` and any set extra), ``params``, ``tags``, ``io`` (``inputs`` and ``outputs``
+    entities or None), ``fix_info`` (the REST artifact URI rule). Info and data are written directly (the
+    printer took a third of a 100-run search); inputs and outputs (rarer, nested) go through the printer."""
+    found: dict[str, Any] = {"info": _info_dict(info, fix_info)}
+    inputs, outputs = io
+    if inputs or outputs:
+        proto = ProtoRun()
+        if inputs:
+            proto.inputs.MergeFrom(inputs.to_proto())
+        if outputs:
+            proto.outputs.MergeFrom(outputs.to_proto())
+        found.update(_message_dict(proto))
     data: dict[str, Any] = {}
-    metrics = []
-    for x in run.data._metric_objs:
-        metric = {"key": x.key, "value": _double(x.value), "timestamp": x.timestamp, "step": x.step}
-        for name in _METRIC_EXTRAS:
-            if getattr(x, name, None):
-                metric[name] = getattr(x, name)
-        metrics.append(metric)
     if metrics:
-        data["metrics"] = metrics
-    if run.data.params:
-        data["params"] = [{"key": k, "value": v} for k, v in run.data.params.items()]
-    if run.data.tags:
-        data["tags"] = [{"key": k, "value": v} for k, v in run.data.tags.items()]
+        data["metrics"] = [{**x, "value": _double(x["value"])} for x in metrics]
+    if params:
+        data["params"] = [{"key": k, "value": v} for k, v in params.items()]
+    if tags:
+        data["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
     found["data"] = data
     return found

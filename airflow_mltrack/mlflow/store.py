@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from mlflow.entities import (
@@ -60,6 +61,9 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
         #: Experiment rows the REST layer read moments ago for this request's auth check (one use each:
         #: :meth:`_row` takes them instead of reading again).
         self.checked_rows: dict[int, dict[str, Any]] = {}
+        #: What ``search_runs`` makes of each run's parts (:meth:`_run_parts`) instead of an MLflow ``Run``:
+        #: the REST layer writes its JSON straight from them (``rest_json.run_json``). None: ``Run``.
+        self.render_run: Callable[..., Any] | None = None
 
     # -- the store, with the running task as its task link -------------------------------------------
     @property
@@ -181,22 +185,25 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
                 continue
             row, stored = record["row"], record["tags"]
             inputs, outputs = self._run_io(entries[experiment_id], stored, datasets)
-            runs.append(self._run_of(row, stored, record["latest"], inputs, outputs))
+            if self.render_run is None:
+                runs.append(self._run_of(row, stored, record["latest"], inputs, outputs))
+            else:
+                runs.append(
+                    self.render_run(*self._run_parts(row, stored, record["latest"]), (inputs, outputs))
+                )
         return runs
 
-    def _run_of(
-        self,
-        row: dict[str, Any],
-        stored: dict[str, str | None],
-        latest: list[dict[str, Any]],
-        inputs: Any,
-        outputs: Any,
-    ) -> Run:
+    def _run_parts(
+        self, row: dict[str, Any], stored: dict[str, str | None], latest: list[dict[str, Any]]
+    ) -> tuple[SimpleNamespace, list[dict[str, Any]], dict[str, str], dict[str, str]]:
+        """A run's info (``RunInfo``'s fields), final metric values (``key``, ``value``, ``timestamp``,
+        ``step``), params and tags: the one mapping of our rows to MLflow's run, rendered by :meth:`_run_of`
+        or by :attr:`render_run`."""
         experiment_id = row["experiment_id"]
         tags = {k: v or "" for k, v in stored.items() if k not in m.HIDDEN_TAGS}
         tags.update(m.link_tags(row))
         params = {k: m.param_text(v) for k, v in (row.get("hyperparameters") or {}).items()}
-        info = RunInfo(
+        info = SimpleNamespace(
             run_id=str(experiment_id),
             experiment_id=str(row["project_id"]),
             user_id=tags.get(MLFLOW_USER, ""),
@@ -209,14 +216,26 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
         )
         updated = m.millis(row.get("updated_at")) or 0
         metrics = [
-            Metric(x["name"], x["value"], updated, x["step"] if x["step"] is not None else 0) for x in latest
+            {"key": x["name"], "value": x["value"], "timestamp": updated, "step": x["step"] or 0}
+            for x in latest
         ]
+        return info, metrics, params, tags
+
+    def _run_of(
+        self,
+        row: dict[str, Any],
+        stored: dict[str, str | None],
+        latest: list[dict[str, Any]],
+        inputs: Any,
+        outputs: Any,
+    ) -> Run:
+        info, metrics, params, tags = self._run_parts(row, stored, latest)
         data = RunData(
-            metrics=metrics,
+            metrics=[Metric(x["key"], x["value"], x["timestamp"], x["step"]) for x in metrics],
             params=[Param(k, v) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
-        return Run(run_info=info, run_data=data, run_inputs=inputs, run_outputs=outputs)
+        return Run(run_info=RunInfo(**vars(info)), run_data=data, run_inputs=inputs, run_outputs=outputs)
 
     @_mlflow_errors
     def update_run_info(

@@ -12,12 +12,11 @@ from contextlib import contextmanager
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 from mlflow.utils.proto_json_utils import message_to_json
 from sqlalchemy import event
 
-from airflow_mltrack.mlflow.rest_handlers import _fix_info, _run_proto
-from airflow_mltrack.mlflow.rest_json import run_dict
+from airflow_mltrack.mlflow.rest_handlers import _run_json, _run_proto
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.reads.mlflow_runs import dataset_records, experiment_rows, run_records
 
@@ -102,9 +101,15 @@ def test_search_runs_reads_a_page_in_a_few_statements(mlflow_uri, tracking_url):
     client.log_batch(ids[0], metrics=[Metric("nan", math.nan, 0, 1), Metric("inf", -math.inf, 0, 2)])
     client.create_run(first, run_name="bare")
     client.set_terminated(ids[1], "KILLED")  # an end time and another status in the info
-    for run in client.search_runs([first], max_results=30):  # the REST JSON, built as protobuf prints it
-        printed = json.loads(message_to_json(_run_proto(run), pretty=False))
-        assert run_dict(run, _fix_info) == printed
+    entities = client.search_runs([first], max_results=30)
+    adapter.render_run = _run_json  # as the REST search does: each run's JSON straight from its parts
+    try:
+        rendered = adapter.search_runs([first], "", ViewType.ACTIVE_ONLY, 30)
+    finally:
+        adapter.render_run = None
+    assert len(rendered) == len(entities) == 25  # 24 and "bare"
+    for run, found in zip(entities, rendered, strict=True):  # the REST JSON, built as protobuf prints it
+        assert found == json.loads(message_to_json(_run_proto(run), pretty=False))
     both = client.search_runs([first, second], "params.lr = '0.0'", max_results=50)
     assert sorted(r.info.experiment_id for r in both) == sorted([first, second])
 
