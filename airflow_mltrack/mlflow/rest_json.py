@@ -8,6 +8,7 @@ are built as the printer would write them: lists omitted when empty, non-finite 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from types import SimpleNamespace
@@ -26,6 +27,15 @@ def _message_dict(message: Any) -> dict[str, Any]:
     if printer is not None:
         return printer(message)
     return json.loads(proto_json_utils.message_to_json(message, pretty=False))  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=256)
+def _io_json(serialized: bytes) -> dict[str, Any]:
+    """The printed JSON of a ``Run`` message holding only inputs and outputs, by its bytes: the runs of a
+    page mostly list the same few datasets, printed once each. Shared between answers: never modified."""
+    proto = ProtoRun()
+    proto.ParseFromString(serialized)
+    return _message_dict(proto)
 
 
 def _double(value: float) -> Any:
@@ -75,7 +85,7 @@ def run_json(
             proto.inputs.MergeFrom(inputs.to_proto())
         if outputs:
             proto.outputs.MergeFrom(outputs.to_proto())
-        found.update(_message_dict(proto))
+        found.update(_io_json(proto.SerializeToString(deterministic=True)))
     data: dict[str, Any] = {}
     if metrics:
         data["metrics"] = [{**x, "value": _double(x["value"])} for x in metrics]
