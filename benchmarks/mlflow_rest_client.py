@@ -14,7 +14,9 @@ Three modes, the JSON arguments in ``argv[2]``:
   seconds in that loop and the latency of every batch in ms.
 - ``search``: ``sides`` (``{name: {"url", "experiment_id"}}``), ``filter``, ``order_by``, ``max_results``,
   ``repeat``: one warm-up call per side, then ``repeat`` rounds of one timed ``search_runs`` per side
-  (interleaved); prints the times and each side's results as ``[run name, value of the ordered metric]``.
+  (interleaved), each followed by the same request sent with ``requests`` alone (the server's answer
+  without the client's parsing); prints the times, the answer's size and each side's results as
+  ``[run name, value of the ordered metric]``.
 
 Usage (normally only through ``python -m benchmarks.mlflow_rest_bench``):
     benchmarks/.mlflow-venv/bin/python benchmarks/mlflow_rest_client.py load '{"url": ..., ...}'
@@ -31,6 +33,7 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+import requests  # noqa: E402 - MLflow's own HTTP library, in its venv
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, ViewType  # noqa: E402
 
@@ -107,12 +110,35 @@ def search(
         ms = (time.perf_counter() - t0) * 1000
         return ms, [[r.info.run_name, r.data.metrics.get(key)] for r in found]
 
+    # The same request as the client's, sent with requests alone: the server's answer (and its transfer)
+    # without the client turning the JSON into protobuf messages and Run entities.
+    session = requests.Session()
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def raw(name: str) -> tuple[float, int]:
+        body = {
+            "experiment_ids": [sides[name]["experiment_id"]],
+            "filter": filter,
+            "run_view_type": "ACTIVE_ONLY",
+            "max_results": max_results,
+            "order_by": order_by,
+        }
+        t0 = time.perf_counter()
+        answer = session.post(f"{sides[name]['url']}/api/2.0/mlflow/runs/search", json=body, headers=headers)
+        answer.raise_for_status()
+        size = len(answer.content)
+        return (time.perf_counter() - t0) * 1000, size
+
     results = {name: call(name)[1] for name in sides}  # warm-up, and the answers compared
+    sizes = {name: raw(name)[1] for name in sides}
     times: dict[str, list[float]] = {name: [] for name in sides}
+    raw_times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeat):
         for name in sides:
             times[name].append(call(name)[0])
-    return {"times_ms": times, "results": results}
+            raw_times[name].append(raw(name)[0])
+    return {"times_ms": times, "http_ms": raw_times, "bytes": sizes, "results": results}
 
 
 def main() -> int:
