@@ -29,6 +29,7 @@ SECURITY_HEADERS = {
     ),
 }
 
+
 class SecurityHeaders:
     """ASGI middleware: :data:`SECURITY_HEADERS` and ``Cache-Control: no-store`` on every answer that does
     not set them itself. Plain ASGI (it edits the response's start message), not Starlette's
