@@ -112,7 +112,7 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _answer(*args: Any) -> tuple[int, str]:
+def _answer(*args: Any) -> tuple[int, str | bytes]:
     """:func:`airflow_mltrack.mlflow.rest.handle` (run in a worker thread: the first import of mlflow and
     every store call block); 501 naming the extra when the mlflow package is missing."""
     try:

@@ -86,7 +86,7 @@ class StoreBase:
         self.dialect = engine.dialect.name
         self._check_revision = check_revision
         self.redaction = DEFAULT_POLICY if redaction is None else redaction
-        self._reading = threading.local()  # the read connection this thread holds open, if any
+        self._reading: dict[int, Connection] = {}  # thread id -> the read connection it holds open
 
     @property
     def is_postgres(self) -> bool:
@@ -113,16 +113,17 @@ class StoreBase:
         """A connection for reads (autocommit, see :func:`read_connection`). Inside another ``read()`` of
         this store in the same thread: that one, so a caller can make a request's several reads cost one
         pool checkout (and its ping) by holding a read around them."""
-        held = getattr(self._reading, "conn", None)
+        thread = threading.get_ident()
+        held = self._reading.get(thread)
         if held is not None:
             yield held
             return
         with read_connection(self.engine) as conn:
-            self._reading.conn = conn
+            self._reading[thread] = conn
             try:
                 yield conn
-            finally:
-                self._reading.conn = None
+            finally:  # by the id taken on entry: a generator may be resumed, and closed, in another thread
+                self._reading.pop(thread, None)
 
     # -- dialect-aware filters ----------------------------------------------------------------------
     def finite(self, column: Any) -> Any:

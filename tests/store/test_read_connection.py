@@ -37,3 +37,23 @@ def test_nested_reads_share_the_outer_connection_of_their_thread(store):
         assert len(checkouts) == 3
     finally:
         event.remove(store.engine, "checkout", note)
+
+
+def test_a_read_held_by_a_generator_resumed_in_another_thread_is_released(store):
+    """Starlette runs a streaming answer's generator a chunk at a time on any worker thread: a read held
+    across a ``yield`` may be closed from another thread than the one that opened it, and must not stay
+    behind as that first thread's (closed) connection."""
+
+    def rows():
+        with store.read() as conn:
+            yield conn
+            yield None
+
+    generator = rows()
+    opened = next(generator)  # this thread opens the read ...
+    closer = threading.Thread(target=generator.close)  # ... another one ends it
+    closer.start()
+    closer.join()
+    assert opened.closed
+    fresh = _read_once(store)  # this thread reads again: a new connection that works
+    assert fresh is not opened
