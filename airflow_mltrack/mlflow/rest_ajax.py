@@ -45,17 +45,21 @@ class AjaxCall:
 Route = Callable[[AjaxCall], str]
 
 
+def _check_count(request: str, field: str, values: list[str], limit: int) -> None:
+    """MLflow's words for a list parameter that is empty or longer than ``limit``."""
+    if not values:
+        raise rest.invalid(f"{request} request must specify at least one {field}.")
+    if len(values) > limit:
+        raise rest.invalid(
+            f"{request} request cannot specify more than {limit} {field}s. Received {len(values)} {field}s."
+        )
+
+
 def get_metric_history_bulk(call: AjaxCall) -> str:
     """Every point of one metric of up to 100 runs (run ids in text order, each run's points by timestamp,
     step, value), at most ``max_results`` in all."""
     run_ids = [value for key, value in call.query if key == "run_id"]
-    if not run_ids:
-        raise rest.invalid("GetMetricHistoryBulk request must specify at least one run_id.")
-    if len(run_ids) > MAX_RUN_IDS_PER_REQUEST:
-        raise rest.invalid(
-            f"GetMetricHistoryBulk request cannot specify more than {MAX_RUN_IDS_PER_REQUEST} run_ids. "
-            f"Received {len(run_ids)} run_ids."
-        )
+    _check_count("GetMetricHistoryBulk", "run_id", run_ids, MAX_RUN_IDS_PER_REQUEST)
     metric_key = call.arg("metric_key")
     if metric_key is None:
         raise rest.invalid("GetMetricHistoryBulk request must specify a metric_key.")
@@ -93,13 +97,7 @@ def search_datasets(call: AjaxCall) -> str:
     except Exception as exc:  # protobuf's ParseError: a value that does not fit its field
         raise rest.invalid(f"Invalid SearchDatasets request: {exc}") from exc
     experiment_ids = list(message.experiment_ids)
-    if not experiment_ids:
-        raise rest.invalid("SearchDatasets request must specify at least one experiment_id.")
-    if len(experiment_ids) > MAX_EXPERIMENT_IDS_PER_REQUEST:
-        raise rest.invalid(
-            f"SearchDatasets request cannot specify more than {MAX_EXPERIMENT_IDS_PER_REQUEST} experiment_ids. "
-            f"Received {len(experiment_ids)} experiment_ids."
-        )
+    _check_count("SearchDatasets", "experiment_id", experiment_ids, MAX_EXPERIMENT_IDS_PER_REQUEST)
     call.adapter.visible_dag_ids = call.access.visible_dag_ids  # runs of unreadable DAGs: not read
     search = getattr(call.adapter, "_search_datasets", None) or (lambda ids: _summaries(call.adapter, ids))
     response = SearchDatasets.Response()

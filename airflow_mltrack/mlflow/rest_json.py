@@ -17,7 +17,6 @@ from typing import Any
 from mlflow.protos.service_pb2 import Run as ProtoRun
 from mlflow.utils import proto_json_utils
 
-_METRIC_EXTRAS = ("model_id", "dataset_name", "dataset_digest", "run_id")
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -74,7 +73,7 @@ def run_json(
     fix_info: Any,
 ) -> dict[str, Any]:
     """A run's message JSON from its parts: ``info`` (RunInfo's attributes), ``metrics`` (``key``, ``value``,
-    ``timestamp``, ``step`` and any set extra), ``params``, ``tags``, ``io`` (``inputs`` and ``outputs``
+    ``timestamp``, ``step``), ``params``, ``tags``, ``io`` (``inputs`` and ``outputs``
     entities or None), ``fix_info`` (the REST artifact URI rule). Info and data are written directly (the
     printer took a third of a 100-run search); inputs and outputs (rarer, nested) go through the printer."""
     found: dict[str, Any] = {"info": _info_dict(info, fix_info)}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,18 @@ from airflow_mltrack.vocabulary import PLACEHOLDER_DATA_TYPE, PLACEHOLDER_DATASE
 
 #: MLflow's order of ``search_runs`` without ``order_by`` (ties: newest first).
 DEFAULT_RUN_ORDER = ("attributes.start_time DESC",)
+
+
+def _holding_read(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with one read connection held around it: its reads share one pool checkout and ping
+    (``StoreBase.read``)."""
+
+    @functools.wraps(method)
+    def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.tracking.read():
+            return method(self, *args, **kwargs)
+
+    return held
 
 
 class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, AbstractStore):
@@ -368,6 +381,7 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
 
     # -- search --------------------------------------------------------------------------------------
     @_mlflow_errors
+    @_holding_read
     def _search_runs(
         self,
         experiment_ids: list[str],
@@ -380,20 +394,6 @@ class MLTrackMlflowStore(ExperimentsMixin, LoggedModelsMixin, RunInputsMixin, Ab
         """Through our search language (MLflow's syntax); page tokens are offsets."""
         if not experiment_ids:
             return [], None
-        with self.tracking.read():  # one pool checkout for every read of the search
-            return self._search_page(
-                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
-            )
-
-    def _search_page(
-        self,
-        experiment_ids: list[str],
-        filter_string: str | None,
-        run_view_type: int,
-        max_results: int,
-        order_by: list[str] | None,
-        page_token: str | None,
-    ) -> tuple[list[Run], str | None]:
         lifecycle = {ViewType.DELETED_ONLY: "deleted", ViewType.ALL: "all"}.get(run_view_type, "active")
         names = sorted({self._project(e)["name"] for e in experiment_ids})
         project = None

@@ -55,23 +55,28 @@ def run_mlflow_dag(tracking_pg):
 
 @pytest.fixture
 def rest(tracking_url, tmp_path, monkeypatch):
-    """A real uvicorn server of the app (tests/mlflow/rest_server.py), the MLflow client pointed at it as
-    admin (no retries: a failure shows at once); MLflow's caches and active runs reset around the test."""
+    """A real uvicorn server of the app (tests/mlflow/rest_server.py) with an artifact root of its own
+    (``<tmp_path>/artifact-root``), the MLflow client pointed at it as admin (no retries: a failure shows
+    at once); MLflow's caches, active runs and experiment reset around the test."""
     import mlflow
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.tracking._tracking_service import utils
 
     from tests.mlflow.rest_server import serve
 
+    monkeypatch.setenv("AIRFLOW__MLTRACK__ARTIFACT_ROOT", f"file://{tmp_path}/artifact-root")
     with serve(tracking_url, tmp_path) as server:
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token())
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        utils._artifact_repos_cache.clear()
         mlflow.tracking.fluent._active_experiment_id = None
         mlflow.set_tracking_uri(server.uri)
         yield server
         while mlflow.active_run():
             mlflow.end_run()
         mlflow.tracking.fluent._active_experiment_id = None
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() is process-wide
+        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+        utils._artifact_repos_cache.clear()
         mlflow.set_tracking_uri(None)

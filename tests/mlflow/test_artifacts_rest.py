@@ -7,7 +7,6 @@ app's artifact proxy (a real uvicorn server, SQLite and PostgreSQL); a logged mo
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import mlflow
@@ -15,31 +14,6 @@ import pytest
 from mlflow import MlflowClient
 
 from airflow_mltrack.store import TrackingStore
-from tests.mlflow.rest_server import serve
-
-
-@pytest.fixture
-def rest(tracking_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The server with an artifact root of its own; the client pointed at it as admin (no retries)."""
-    from mlflow.tracking._tracking_service import utils
-
-    monkeypatch.setenv("AIRFLOW__MLTRACK__ARTIFACT_ROOT", f"file://{tmp_path}/artifact-root")
-    with serve(tracking_url, tmp_path) as server:
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token())
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        utils._artifact_repos_cache.clear()
-        mlflow.tracking.fluent._active_experiment_id = None
-        mlflow.set_tracking_uri(server.uri)
-        yield server
-        while mlflow.active_run():
-            mlflow.end_run()
-        mlflow.tracking.fluent._active_experiment_id = None
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() is process-wide
-        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        utils._artifact_repos_cache.clear()
-        mlflow.set_tracking_uri(None)
 
 
 def test_client_logs_lists_downloads_through_the_proxy(rest, tmp_path: Path) -> None:

@@ -6,34 +6,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 from mlflow.utils.proto_json_utils import message_to_json
-from sqlalchemy import event
 
 from airflow_mltrack.mlflow.rest_handlers import _run_json, _run_proto
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.reads.mlflow_runs import dataset_records, experiment_rows, run_records
-
-
-@contextmanager
-def counted(store: TrackingStore) -> Iterator[list[str]]:
-    """The SQL statements ``store``'s engine runs inside the block."""
-    found: list[str] = []
-
-    def note(_conn, _cursor, statement, _params, _context, _many) -> None:  # noqa: ANN001
-        found.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", note)
-    try:
-        yield found
-    finally:
-        event.remove(store.engine, "before_cursor_execute", note)
+from tests.support.statements import statements as counted
 
 
 def _runs(client: MlflowClient, experiment_id: str, n: int) -> list[str]:

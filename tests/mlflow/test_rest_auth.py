@@ -9,31 +9,15 @@ import subprocess
 import sys
 
 import httpx
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from airflow_mltrack.store import TrackingStore
-from tests.mlflow.rest_server import serve
 from tests.plugins.conftest import dag_reader_headers
 from tests.reliability._support import token
 
 API = "/mltrack/mlflow/api/2.0/mlflow"
-
-
-@pytest.fixture
-def rest(tracking_url, tmp_path, monkeypatch):
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
-    with serve(tracking_url, tmp_path) as server:
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token())
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        mlflow.set_tracking_uri(server.uri)
-        yield server
-        _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        mlflow.set_tracking_uri(None)
 
 
 def _seed(url: str) -> dict[str, int]:

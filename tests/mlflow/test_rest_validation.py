@@ -5,7 +5,6 @@ is "Invalid value 31 for parameter 'run_id' supplied", a missing one "Missing va
 
 from __future__ import annotations
 
-import os
 import time
 
 import httpx
@@ -13,32 +12,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.mlflow.rest_server import serve
-
 API = "/mltrack/mlflow/api/2.0/mlflow"
-
-
-@pytest.fixture
-def rest(tracking_url, tmp_path, monkeypatch):
-    """The server with an artifact root of its own; the client pointed at it as admin (no retries)."""
-    from mlflow.tracking._tracking_service import utils
-
-    monkeypatch.setenv("AIRFLOW__MLTRACK__ARTIFACT_ROOT", f"file://{tmp_path}/artifact-root")
-    with serve(tracking_url, tmp_path) as server:
-        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token())
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        utils._artifact_repos_cache.clear()
-        mlflow.tracking.fluent._active_experiment_id = None
-        mlflow.set_tracking_uri(server.uri)
-        yield server
-        while mlflow.active_run():
-            mlflow.end_run()
-        mlflow.tracking.fluent._active_experiment_id = None
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() is process-wide
-        utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-        utils._artifact_repos_cache.clear()
-        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture

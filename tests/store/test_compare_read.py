@@ -5,29 +5,13 @@ with the direction guessed from the name, and hidden ids answered as missing one
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
 
 from airflow_mltrack.errors import MLTrackError, NotFoundError
 from airflow_mltrack.store import TrackingStore
 from airflow_mltrack.store.reads.compare import MAX_COMPARED, compare, lower_is_better
-
-
-@contextmanager
-def statements(store: TrackingStore):
-    """The SQL statements the store's engine runs inside the block."""
-    seen: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        seen.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        event.remove(store.engine, "before_cursor_execute", before)
+from tests.support.statements import statements
 
 
 def _make(store: TrackingStore, n: int, **fields) -> list[int]:
