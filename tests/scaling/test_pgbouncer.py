@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 
 import psycopg
 import pytest
@@ -51,8 +52,12 @@ def test_migrations_at_once_through_pgbouncer(pg_server, bounced_db):
     """Three ``mltrack db upgrade`` at once through PgBouncer: the transaction-level advisory lock lets one
     migrate and the others find the head; no lock outlives its transaction."""
     name, url = bounced_db
-    with multiprocessing.get_context("fork").Pool(3) as pool:
-        errors = pool.map(_upgrade, [url] * 3)
+    # The workers are forked from the test process, whose SIGTERM handler (Airflow's, once an earlier test
+    # ran a task in it) would keep an idle worker alive through Pool.terminate() and hang the suite: they
+    # get the default back; the map itself is bounded too.
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
+        errors = pool.map_async(_upgrade, [url] * 3).get(timeout=300)
     assert errors == [None, None, None]
     assert migrations.current_revision(url) == migrations.head_revision()
     assert migrations.check_drift(url) == []
